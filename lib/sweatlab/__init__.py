@@ -1,0 +1,14 @@
+"""sweatlab: the measurement library and course tooling of Systems That Sweat.
+
+Modules (one responsibility each):
+    timing     bench() and compare(): honest timings, medians, spread, thread settings
+    hardware   what machine this is (CPU, ISA features, caches, BLAS, GPUs)
+    flops      FLOP and byte counts; arithmetic intensity (a multiply-add is 2 FLOPs)
+    roofline   measured peak compute and bandwidth; roofline plots
+    energy     energy sensors (RAPL, NVML) or a labelled estimate
+    records    append one JSON record of a lab's results
+    course     solutions -> labs generation and the sync checks
+    cli        the `sweatlab` command: doctor, lab, check, build-labs, execute, nbval, slides, ...
+"""
+
+__version__ = "0.1.0"
