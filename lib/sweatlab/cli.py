@@ -1,0 +1,181 @@
+"""The ``sweatlab`` command. Each verb is also a Makefile target (``make lab``, ``make check``...)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import course as C
+
+
+def _course(args) -> C.Course:
+    return C.Course(Path(args.root).resolve() if args.root else C.find_root())
+
+
+def cmd_check(args) -> int:
+    """labs/ and solutions/ are in sync; exits 1 with every problem listed."""
+    started = time.perf_counter()
+    course = _course(args)
+    problems = C.check_course(course)
+    n = len(course.sources())
+    for problem in problems:
+        print(f"ERROR {problem}")
+    took = time.perf_counter() - started
+    if problems:
+        print(f"make check: {len(problems)} problem(s) in {n} lab(s) ({took:.1f} s)")
+        return 1
+    print(f"make check: {n} lab(s) in sync, solutions executed 1..N, compared outputs recorded ({took:.1f} s)")
+    return 0
+
+
+def cmd_build_labs(args) -> int:
+    course = _course(args)
+    total = len(C._select(course, args.labs))
+    changed = C.build_labs(course, args.labs)
+    for path in changed:
+        print(f"wrote {path.relative_to(course.root)}")
+    print(f"labs: {len(changed)} written, {total - len(changed)} already up to date")
+    return 0
+
+
+def cmd_execute(args) -> int:
+    course = _course(args)
+    for src in C._select(course, args.labs):
+        started = time.perf_counter()
+        out = C.execute_solution(course, src, quick=not args.full, timeout_s=args.timeout)
+        print(f"executed {out.relative_to(course.root)} ({'full' if args.full else 'quick'} mode, "
+              f"{time.perf_counter() - started:.0f} s)")
+    C.build_labs(course, args.labs)
+    return 0
+
+
+def nbval_command(paths: list[str], sanitize: Path, workers: int = 2) -> list[str]:
+    """The one nbval command line for solution notebooks (lax: only tagged cells are compared)."""
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--nbval-lax",
+           "--nbval-current-env", f"--nbval-sanitize-with={sanitize}",
+           "--nbval-cell-timeout=300", "--nbval-kernel-startup-timeout=120",
+           "--durations=10", "-o", "addopts="]
+    if workers > 1 and len(paths) > 1:
+        cmd += ["-n", str(workers), "--dist", "loadscope"]
+    return cmd + paths
+
+
+def cmd_nbval(args) -> int:
+    course = _course(args)
+    paths = args.notebooks or [str(p) for p in sorted(course.solutions.glob("*.ipynb"))]
+    if not paths:
+        print("nbval: no solution notebooks yet (solutions/*.ipynb); nothing to run")
+        return 0
+    env = dict(os.environ, SWEAT_QUICK="0" if args.full else "1")
+    cmd = nbval_command(paths, course.root / "tests" / "nbval_sanitize.cfg", args.workers)
+    return subprocess.call(cmd, cwd=course.root, env=env)
+
+
+def cmd_slides(args) -> int:
+    from . import slides
+
+    course = _course(args)
+    out_dir = course.slides / "build"
+    sources = slides.deck_sources(course.slides, args.decks)
+    if not sources:
+        print("slides: no decks yet (slides/NN_topic.md)")
+        return 0
+    for src in sources:
+        out = slides.build_deck(src, out_dir / (src.stem + ".html"))
+        print(f"wrote {out.relative_to(course.root)} ({out.stat().st_size // 1024} KiB, self-contained)")
+    return 0
+
+
+def lab_command(root: Path, extra: list[str]) -> list[str]:
+    """The JupyterLab command line: no browser when there is no display or when run as root."""
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}"]
+    is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if is_root:
+        cmd.append("--allow-root")
+    if is_root or headless:
+        cmd.append("--no-browser")
+    return cmd + extra
+
+
+def cmd_lab(args) -> int:
+    course = _course(args)
+    cmd = lab_command(course.root, args.jupyter_args)
+    if "--no-browser" in cmd:
+        print("No display (or running as root): open the http://127.0.0.1:... URL printed below in your browser.",
+              flush=True)
+    os.execv(cmd[0], cmd)  # replaces this process, so Ctrl-C reaches JupyterLab directly
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from . import doctor
+
+    return doctor.main(args)
+
+
+def cmd_profile(args) -> int:
+    from . import profile
+
+    return profile.main(args.profile_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sweatlab", description="Systems That Sweat: course tools and measurements")
+    parser.add_argument("--root", help="course folder (default: found from the current directory)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("doctor", help="pre-flight: Python, packages, kernel, threads, CPU, energy sensors, GPU")
+    p.add_argument("--json", action="store_true", help="print the checks as JSON (for collecting a class's setups)")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("lab", help="start JupyterLab on the course")
+    p.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
+    p.set_defaults(func=cmd_lab)
+
+    p = sub.add_parser("check", help="labs/ and solutions/ in sync (make check)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("build-labs", help="generate labs/NN_topic.ipynb from solutions/NN_topic.py")
+    p.add_argument("labs", nargs="*", help="lab numbers or names (default: all)")
+    p.set_defaults(func=cmd_build_labs)
+
+    p = sub.add_parser("execute", help="execute solutions/NN_topic.py into its .ipynb, then rebuild the lab")
+    p.add_argument("labs", nargs="*", help="lab numbers or names (default: all)")
+    p.add_argument("--full", action="store_true", help="full mode (default: quick mode, as CI runs it)")
+    p.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
+    p.set_defaults(func=cmd_execute)
+
+    p = sub.add_parser("nbval", help="run nbval on solutions/*.ipynb in quick mode")
+    p.add_argument("notebooks", nargs="*", help="notebooks (default: solutions/*.ipynb)")
+    p.add_argument("--full", action="store_true", help="full mode instead of SWEAT_QUICK=1")
+    p.add_argument("-n", "--workers", type=int, default=2, help="parallel kernels (default 2)")
+    p.set_defaults(func=cmd_nbval)
+
+    p = sub.add_parser("slides", help="build slides/NN_topic.md into offline HTML decks in slides/build/")
+    p.add_argument("decks", nargs="*", help="deck numbers or names (default: all)")
+    p.set_defaults(func=cmd_slides)
+
+    p = sub.add_parser("profile", help="measure this machine: peaks, bandwidth, timer, SIMD, sensors")
+    p.add_argument("profile_args", nargs=argparse.REMAINDER, help="--out DIR, --quick")
+    p.set_defaults(func=cmd_profile)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except C.CourseError as exc:
+        print(f"ERROR {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

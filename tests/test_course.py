@@ -1,0 +1,218 @@
+"""The single-source tooling: solutions/*.py -> solutions/*.ipynb -> labs/*.ipynb, and make check."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from sweatlab import course as C
+
+SRC_NAME = "00_fixture"
+
+
+def _src(root: Path) -> Path:
+    return root / "solutions" / f"{SRC_NAME}.py"
+
+
+def _cells_by_id(nb) -> dict:
+    return {cell.id: cell for cell in nb.cells}
+
+
+def test_lab_gets_a_stub_that_raises_and_keeps_the_signature(fixture_course):
+    lab = C.make_lab(C.load_source(_src(fixture_course)))
+    answer = _cells_by_id(lab)["ex-square-answer"]
+    assert "def square(x):" in answer.source
+    assert "return np.asarray(x) ** 2" not in answer.source
+    assert C.BEGIN not in answer.source and C.END not in answer.source
+    namespace = {}
+    exec(answer.source, namespace)
+    with pytest.raises(NotImplementedError, match="ex-square-answer"):
+        namespace["square"]([1, 2])
+
+
+def test_stub_keeps_the_indentation_of_the_marker():
+    source = "def f():\n    x = 1\n        ### BEGIN SOLUTION\n        y = 2\n        ### END SOLUTION\n    return x"
+    stub = C.stub_source(source, "ex-f")
+    assert "\n        # YOUR CODE HERE\n        raise NotImplementedError(" in stub
+    assert stub.endswith("    return x") and "y = 2" not in stub
+
+
+def test_stub_replaces_every_region_and_keeps_code_between():
+    source = "a = 1\n### BEGIN SOLUTION\nb = 2\n### END SOLUTION\nc = 3\n### BEGIN SOLUTION\nd = 4\n### END SOLUTION"
+    stub = C.stub_source(source, "ex")
+    assert stub.count("raise NotImplementedError") == 2
+    assert "a = 1" in stub and "c = 3" in stub and "b = 2" not in stub and "d = 4" not in stub
+
+
+def test_solution_only_cells_are_dropped_and_outputs_cleared(course_copy):
+    solution = nbformat.read(course_copy / "solutions" / f"{SRC_NAME}.ipynb", as_version=4)
+    lab = nbformat.read(course_copy / "labs" / f"{SRC_NAME}.ipynb", as_version=4)
+    assert any("only in the solution" in c.source for c in solution.cells)
+    assert not any("only in the solution" in c.source for c in lab.cells)
+    assert len(lab.cells) == len(solution.cells) - 1
+    for cell in lab.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+    assert "jupytext" not in lab.metadata, "a lab must not pair itself to a .py file in the learner's folder"
+
+
+def test_cell_ids_come_from_author_ids_and_never_churn(fixture_course):
+    first = C.dumps(C.make_lab(C.load_source(_src(fixture_course))))
+    second = C.dumps(C.make_lab(C.load_source(_src(fixture_course))))
+    assert first == second
+    ids = [cell.id for cell in C.load_source(_src(fixture_course)).cells]
+    assert ids[:3] == ["intro", "setup", "ex-square"]
+    # the solution-only cell has no author id: it is numbered after the last author id
+    assert "check-square__1" in ids
+
+
+def test_build_labs_writes_only_when_something_changed(fixture_course):
+    course = C.Course(fixture_course)
+    assert C.build_labs(course) == [course.labs / f"{SRC_NAME}.ipynb"]
+    assert C.build_labs(course) == []
+
+
+def test_check_cells_are_compared_by_nbval(fixture_course):
+    nb = C.load_source(_src(fixture_course))
+    assert C.CHECK_OUTPUT_TAG in _cells_by_id(nb)["check-square"].metadata["tags"]
+
+
+def test_check_passes_on_a_course_in_sync(course_copy):
+    assert C.check_course(C.Course(course_copy)) == []
+
+
+def test_solution_is_executed_top_to_bottom_with_outputs(course_copy):
+    nb = nbformat.read(course_copy / "solutions" / f"{SRC_NAME}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+    check = _cells_by_id(nb)["check-square"]
+    assert check.outputs[0]["text"] == "square([1, 2, 3]) = [1, 4, 9]\n"
+    assert nb.metadata["kernelspec"]["name"] == C.KERNEL_NAME
+
+
+def _problems(root: Path) -> list[str]:
+    return [str(p) for p in C.check_course(C.Course(root))]
+
+
+def test_hand_edited_lab_is_reported_with_file_cell_and_fix(course_copy):
+    lab_path = course_copy / "labs" / f"{SRC_NAME}.ipynb"
+    nb = json.loads(lab_path.read_text())
+    nb["cells"][3]["source"] = ["def square(x):\n", "    return x * x  # my answer"]
+    lab_path.write_text(json.dumps(nb, indent=1))
+    [problem] = _problems(course_copy)
+    assert f"labs/{SRC_NAME}.ipynb" in problem
+    assert "cell 4 (id 'ex-square-answer')" in problem
+    assert "edited by hand" in problem and "make labs" in problem
+
+
+def test_lab_with_outputs_is_reported(course_copy):
+    lab_path = course_copy / "labs" / f"{SRC_NAME}.ipynb"
+    nb = nbformat.read(lab_path, as_version=4)
+    nb.cells[1].execution_count = 1
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="hi\n")]
+    nbformat.write(nb, lab_path)
+    problems = _problems(course_copy)
+    assert any("carries outputs" in p and "cell 2" in p for p in problems)
+
+
+def test_lab_with_a_solution_marker_is_reported(course_copy):
+    lab_path = course_copy / "labs" / f"{SRC_NAME}.ipynb"
+    nb = nbformat.read(lab_path, as_version=4)
+    nb.cells[3].source += f"\n{C.BEGIN}\n"
+    nbformat.write(nb, lab_path)
+    assert any("solution marker" in p for p in _problems(course_copy))
+
+
+def test_source_and_executed_notebook_disagreeing_is_reported(course_copy):
+    src = _src(course_copy)
+    src.write_text(src.read_text().replace("[1, 2, 3]", "[1, 2, 4]"))
+    C.build_labs(C.Course(course_copy))
+    [problem] = _problems(course_copy)
+    assert f"solutions/{SRC_NAME}.ipynb" in problem and "differs from 00_fixture.py in source" in problem
+    assert "make solutions" in problem
+
+
+def test_out_of_order_execution_counts_are_reported(course_copy):
+    path = course_copy / "solutions" / f"{SRC_NAME}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    code[1].execution_count = 7
+    nbformat.write(nb, path)
+    [problem] = _problems(course_copy)
+    assert "execution counts are not 1.." in problem and "code cell 2 has 7" in problem
+
+
+def test_compared_cell_without_output_is_reported(course_copy):
+    path = course_copy / "solutions" / f"{SRC_NAME}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    _cells_by_id(nb)["check-square"].outputs = []
+    nbformat.write(nb, path)
+    [problem] = _problems(course_copy)
+    assert "no recorded output" in problem and "check-square" in problem
+
+
+def test_missing_lab_and_orphan_notebook_are_reported(course_copy):
+    (course_copy / "labs" / f"{SRC_NAME}.ipynb").rename(course_copy / "labs" / "07_orphan.ipynb")
+    problems = _problems(course_copy)
+    assert any("student notebook is missing" in p and "make labs" in p for p in problems)
+    assert any("07_orphan.ipynb" in p and "no source" in p for p in problems)
+
+
+BAD_SOURCES = {
+    "unbalanced_begin": ('# %% sweat={"id": "ex", "role": "answer"}\nx = 1\n### BEGIN SOLUTION\ny = 2\n',
+                         "never closed", "add '### END SOLUTION'"),
+    "end_without_begin": ('# %% sweat={"id": "ex", "role": "answer"}\nx = 1\n### END SOLUTION\n',
+                          "has no '### BEGIN SOLUTION' before it", "add '### BEGIN SOLUTION'"),
+    "nested": ('# %% sweat={"id": "ex", "role": "answer"}\n### BEGIN SOLUTION\n### BEGIN SOLUTION\n'
+               'y = 2\n### END SOLUTION\n### END SOLUTION\n', "nested", "cannot nest"),
+    "marker_in_markdown": ('# %% [markdown] sweat={"id": "text"}\n# ### BEGIN SOLUTION\n# hello\n',
+                           "solution marker in a markdown cell", "markers belong in code cells"),
+    "duplicate_id": ('# %% sweat={"id": "a"}\nx = 1\n\n# %% sweat={"id": "a"}\ny = 2\n',
+                     "duplicate cell id 'a' (also cell 2)", "give each cell its own sweat id"),
+    "misspelt_marker": ('# %% sweat={"id": "ex", "role": "answer"}\n## BEGIN SOLUTION\ny = 2\n### END SOLUTION\n',
+                        "looks like a solution marker", "write the marker exactly"),
+    "marker_outside_answer": ('# %% sweat={"id": "demo"}\n### BEGIN SOLUTION\ny = 2\n### END SOLUTION\n',
+                              "role is not 'answer'", '"role": "answer"'),
+    "answer_without_id": ('# %% sweat={"role": "answer"}\n### BEGIN SOLUTION\ny = 2\n### END SOLUTION\n',
+                          "needs an author-chosen id", 'sweat={"id": "ex-...", "role": "answer"}'),
+    "unknown_role": ('# %% sweat={"id": "x", "role": "anwser"}\ny = 2\n', "unknown role 'anwser'", "use one of"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_SOURCES))
+def test_bad_markup_is_a_clear_error_naming_file_cell_and_fix(tmp_path, name):
+    text, problem, fix = BAD_SOURCES[name]
+    path = tmp_path / "solutions" / "03_bad.py"
+    path.parent.mkdir()
+    path.write_text('# %% [markdown] sweat={"id": "intro"}\n# # A lab\n\n' + text)
+    with pytest.raises(C.CourseError) as info:
+        C.load_source(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:"), message
+    assert problem in message and fix in message
+    assert ", cell 2" in message or ", cell 3" in message
+
+
+def test_error_points_at_the_line_of_the_cell(tmp_path):
+    path = tmp_path / "03_bad.py"
+    path.write_text(textwrap.dedent('''\
+        # %% [markdown] sweat={"id": "intro"}
+        # # A lab
+
+        # %% sweat={"id": "ex", "role": "answer"}
+        ### BEGIN SOLUTION
+        '''))
+    with pytest.raises(C.CourseError) as info:
+        C.load_source(path)
+    assert info.value.line == 4 and info.value.cell == 2 and info.value.cell_id == "ex"
+
+
+def test_check_reports_a_broken_source_instead_of_crashing(fixture_course):
+    src = _src(fixture_course)
+    src.write_text(src.read_text().replace("### END SOLUTION", ""))
+    [problem] = _problems(fixture_course)
+    assert "never closed" in problem and "ex-square-answer" in problem
