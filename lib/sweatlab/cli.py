@@ -133,9 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the checks as JSON (for collecting a class's setups)")
     p.set_defaults(func=cmd_doctor)
 
-    p = sub.add_parser("lab", help="start JupyterLab on the course")
-    p.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
-    p.set_defaults(func=cmd_lab)
+    p = sub.add_parser("lab", help="start JupyterLab on the course (other arguments go to jupyter lab)")
+    p.set_defaults(func=cmd_lab, passthrough="jupyter_args")
 
     p = sub.add_parser("check", help="labs/ and solutions/ in sync (make check)")
     p.set_defaults(func=cmd_check)
@@ -160,14 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("decks", nargs="*", help="deck numbers or names (default: all)")
     p.set_defaults(func=cmd_slides)
 
-    p = sub.add_parser("profile", help="measure this machine: peaks, bandwidth, timer, SIMD, sensors")
-    p.add_argument("profile_args", nargs=argparse.REMAINDER, help="--out DIR, --quick")
-    p.set_defaults(func=cmd_profile)
+    p = sub.add_parser("profile", help="measure this machine: peaks, bandwidth, timer, SIMD, sensors "
+                                       "(options: --out DIR, --quick)")
+    p.set_defaults(func=cmd_profile, passthrough="profile_args")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    passthrough = getattr(args, "passthrough", None)
+    if passthrough:
+        setattr(args, passthrough, extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except C.CourseError as exc:
