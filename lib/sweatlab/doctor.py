@@ -36,7 +36,8 @@ def _pins(extra: str | None = None) -> dict[str, str]:
     pins = {}
     for req in metadata.requires("sweatlab") or []:
         spec, _, marker = req.partition(";")
-        if (extra is None) == ("extra ==" in marker) and (extra is None or f'"{extra}"' in marker):
+        wanted = f'extra == "{extra}"' in marker if extra else "extra ==" not in marker
+        if wanted:
             match = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s,;]+)", spec)
             if match:
                 pins[match.group(1)] = match.group(2)
