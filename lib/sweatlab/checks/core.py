@@ -243,8 +243,9 @@ class Tester:
 
 @dataclass(frozen=True)
 class TestSpec:
-    __test__ = False
     """One registered test: which lab and exercise it belongs to, its points, and its function."""
+
+    __test__ = False
 
     lab: str
     exercise: str
@@ -256,8 +257,9 @@ class TestSpec:
 
 @dataclass(frozen=True)
 class TestResult:
-    __test__ = False
     """The outcome of one test: plain data for the notebook, the CSV and the feedback file."""
+
+    __test__ = False
 
     lab: str
     exercise: str
