@@ -11,9 +11,11 @@ KERNEL := systems-that-sweat
 PIP_ARGS ?=
 # Extra arguments for JupyterLab, e.g. LAB_ARGS="--port 8899".
 LAB_ARGS ?=
+# What `make grade` grades, e.g. GRADE_ARGS="submissions/ --lab 01_matmul --hidden hidden/ -j 2".
+GRADE_ARGS ?=
 SWEAT := $(BIN)/sweatlab
 
-.PHONY: setup lab test check labs solutions slides nbval doctor clean-venv help
+.PHONY: setup lab test check labs solutions slides nbval doctor grade selftest profile clean-venv help
 
 help:
 	@echo "make lab      start JupyterLab on the course (installs on first run)"
@@ -23,6 +25,8 @@ help:
 	@echo "make solutions  re-execute solutions/*.ipynb from solutions/*.py"
 	@echo "make check    labs/ and solutions/ are in sync (under a minute)"
 	@echo "make slides   build slides/*.md into offline HTML decks in slides/build/"
+	@echo "make grade GRADE_ARGS='submissions/ -j 2'   grade submitted notebooks (see README)"
+	@echo "make profile  measure this machine: peaks, bandwidth, timer, sensors"
 
 # The install runs only when pyproject.toml changed since the last one.
 $(STAMP): pyproject.toml
@@ -42,6 +46,7 @@ test: $(STAMP)
 	$(SWEAT) check
 	$(BIN)/python -m pytest tests
 	$(SWEAT) nbval
+	$(SWEAT) grade --selftest -j 2
 
 check: $(STAMP)
 	$(SWEAT) check
@@ -60,6 +65,15 @@ nbval: $(STAMP)
 
 doctor: $(STAMP)
 	$(SWEAT) doctor
+
+grade: $(STAMP)
+	$(SWEAT) grade $(GRADE_ARGS)
+
+selftest: $(STAMP)
+	$(SWEAT) grade --selftest -j 2
+
+profile: $(STAMP)
+	$(SWEAT) profile
 
 clean-venv:
 	rm -rf $(VENV)

@@ -124,6 +124,69 @@ def cmd_profile(args) -> int:
     return profile.main(args.profile_args)
 
 
+def cmd_grade(args) -> int:
+    from .grading import grader, report
+    from .grading.sandbox import Limits
+
+    course = _course(args)
+    limits = Limits(cell_timeout_s=args.cell_timeout, submission_timeout_s=args.timeout, memory_mb=args.memory)
+    if args.hidden:
+        n = grader.load_hidden_tests(Path(args.hidden))
+        print(f"hidden tests: {n} loaded from {args.hidden}")
+    if args.selftest:
+        return _selftest(course, limits, args.jobs)
+    files = grader.submission_files(args.submissions)
+    if not files:
+        print("grade: no submissions given (name files or folders), or use --selftest")
+        return 2
+    started = time.perf_counter()
+    grades = grader.grade_batch(files, course.labs, args.lab, limits, args.jobs)
+    paths = report.write_outputs(grades, Path(args.out))
+    for g in grades:
+        print(f"{g.name:<32} {g.lab or '?':<14} {g.score:6g} / {g.max_score:<6g} {g.seconds:6.1f} s"
+              + (f"  ({g.notes[0].splitlines()[0]})" if g.notes else ""))
+    took = time.perf_counter() - started
+    print(f"graded {len(grades)} submission(s) in {took:.1f} s with -j {args.jobs}; wrote {paths['csv']}, "
+          f"{paths['feedback']}/, {paths['results']}")
+    return 0
+
+
+def _selftest(course: C.Course, limits, jobs: int) -> int:
+    """Every lab: its solution scores full marks, its blank student version zero, neither crashes."""
+    from .checks.core import load_lab_tests
+    from .grading import grader
+
+    labs = []
+    for lab_path in sorted(course.labs.glob("*.ipynb")):
+        try:
+            load_lab_tests(lab_path.stem)
+        except KeyError:
+            print(f"selftest: {lab_path.stem} has no checks module; skipped")
+            continue
+        labs.append(lab_path.stem)
+    if not labs:
+        print("selftest: no labs with checks yet")
+        return 0
+    files = [p for lab in labs for p in (course.solutions / f"{lab}.ipynb", course.labs / f"{lab}.ipynb")]
+    grades = grader.grade_batch(files, course.labs, None, limits, jobs, hidden=False)
+    failures = 0
+    for g in grades:
+        kind = "solution" if "solutions" in Path(g.path).parts else "blank lab"
+        want = g.max_score if kind == "solution" else 0.0
+        ok = g.results and g.score == want and (kind != "solution" or not g.cell_errors)
+        failures += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {g.lab:<14} {kind:<9} {g.score:g} / {g.max_score:g} "
+              f"(expected {want:g}) {g.seconds:.1f} s")
+        if not ok:
+            for r in g.results:
+                if r.passed != (kind == "solution"):
+                    print(f"       {r.exercise}: {r.name}: {r.message.splitlines()[0] if r.message else 'passed'}")
+            for e in g.cell_errors + g.notes:
+                print(f"       {e.splitlines()[0]}")
+    print(f"selftest: {len(grades) - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sweatlab", description="Systems That Sweat: course tools and measurements")
     parser.add_argument("--root", help="course folder (default: found from the current directory)")
@@ -158,6 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("slides", help="build slides/NN_topic.md into offline HTML decks in slides/build/")
     p.add_argument("decks", nargs="*", help="deck numbers or names (default: all)")
     p.set_defaults(func=cmd_slides)
+
+    p = sub.add_parser("grade", help="grade submitted notebooks: grades.csv, feedback/, results.json")
+    p.add_argument("submissions", nargs="*", help="notebook files, or folders of them")
+    p.add_argument("--lab", help="the lab, e.g. 01_matmul (default: from each file's name or content)")
+    p.add_argument("--hidden", help="folder of the instructor's hidden tests (*.py)")
+    p.add_argument("--timeout", type=float, default=600, help="seconds per submission (default 600)")
+    p.add_argument("--cell-timeout", type=float, default=60, help="seconds per cell (default 60)")
+    p.add_argument("--memory", type=int, default=2048, help="MB of memory per submission (default 2048)")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    p.add_argument("--out", default="grading-out", help="output folder (default grading-out)")
+    p.add_argument("--selftest", action="store_true",
+                   help="check every lab: the solution scores full marks and the blank lab zero")
+    p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("profile", help="measure this machine: peaks, bandwidth, timer, SIMD, sensors "
                                        "(options: --out DIR, --quick)")

@@ -1,0 +1,161 @@
+"""The grading child: runs a learner's cells and answers calls, talking JSON over two pipes.
+
+Started by :class:`sweatlab.grading.sandbox.Child` as ``python -m sweatlab.grading.child IN_FD OUT_FD``
+with limits already applied. Requests (one JSON object per line on IN_FD)::
+
+    {"nonce": ..., "op": "cell", "source": "...", "timeout": 60}
+    {"nonce": ..., "op": "call", "func": "matmul_ijk", "args": [...], "kwargs": {...}, "timeout": 20}
+    {"nonce": ..., "op": "ratio", "fast": "...", "slow": "...", "args": [...], "kwargs": {...}, "rounds": 7, "timeout": 60}
+
+Each answer is one JSON line on OUT_FD carrying the same nonce. Nothing but plain data leaves
+this process: results go through :func:`sweatlab.checks.core.encode`. The learner's printing
+goes to a capped buffer, never to the answer pipe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import traceback
+
+OUTPUT_CAP = 20_000  # characters of a cell's printed output kept (the tail is what matters)
+
+
+class TimeLimit(BaseException):
+    """Raised by the alarm inside learner code that runs past its limit (BaseException: `except Exception` cannot swallow it)."""
+
+
+class CappedStream:
+    """A text stream that keeps at most OUTPUT_CAP characters and counts the rest."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+        self.kept = 0
+        self.dropped = 0
+
+    def write(self, text: str) -> int:
+        text = str(text)
+        room = OUTPUT_CAP - self.kept
+        if room > 0:
+            self.parts.append(text[:room])
+            self.kept += min(room, len(text))
+        self.dropped += max(0, len(text) - max(room, 0))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def take(self) -> tuple[str, int]:
+        text, dropped = "".join(self.parts), self.dropped
+        self.parts, self.kept, self.dropped = [], 0, 0
+        return text, dropped
+
+
+def _alarm(_signum, _frame):
+    raise TimeLimit("time limit reached")
+
+
+def _learner_frames(exc: BaseException) -> str:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<ipython-input")]
+    for f in frames:  # "<ipython-input-3-9a8b...>" reads better as "cell In[3]"
+        f.filename = "cell In[" + f.filename.split("-")[2] + "]"
+    return "".join(traceback.format_list(frames) + traceback.format_exception_only(type(exc), exc))
+
+
+def _error(exc: BaseException) -> dict:
+    kind = "TimeLimit" if isinstance(exc, TimeLimit) else type(exc).__name__
+    return {"type": kind, "message": str(exc)[:2000], "traceback": _learner_frames(exc)[-4000:]}
+
+
+def apply_limits() -> None:
+    """Limits the grader asked for (SWEAT_CHILD_LIMITS), applied before any learner code runs."""
+    spec = json.loads(os.environ.get("SWEAT_CHILD_LIMITS", "{}"))
+    try:
+        import resource
+    except ImportError:
+        return
+    for name, key in (("RLIMIT_AS", "memory_bytes"), ("RLIMIT_FSIZE", "file_bytes"), ("RLIMIT_NPROC", "nproc")):
+        if spec.get(key) and hasattr(resource, name):
+            resource.setrlimit(getattr(resource, name), (spec[key], spec[key]))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the file cap fails instead of killing
+
+
+def main(in_fd: int, out_fd: int) -> None:
+    apply_limits()
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from sweatlab.checks.core import EncodeError, decode, encode
+
+    reader = os.fdopen(in_fd, "r", encoding="utf-8")
+    writer = os.fdopen(out_fd, "w", encoding="utf-8")
+    capture = CappedStream()
+    sys.stdout = sys.stderr = capture
+    signal.signal(signal.SIGALRM, _alarm)
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False  # no history thread, no sqlite file
+    shell = InteractiveShell.instance(config=config, colors="nocolor")
+    namespace = shell.user_ns
+
+    def answer(nonce: str, body: dict) -> None:
+        writer.write(json.dumps({"nonce": nonce, **body}) + "\n")
+        writer.flush()
+
+    def lookup(name: str):
+        fn = namespace.get(name)
+        if fn is None:
+            raise NameError(f"no function named {name!r} is defined; run the cell that defines it (and keep its name)")
+        if not callable(fn):
+            raise TypeError(f"{name!r} is a {type(fn).__name__}, not a function")
+        return fn
+
+    for line in reader:
+        request = json.loads(line)
+        nonce, op = request["nonce"], request["op"]
+        signal.setitimer(signal.ITIMER_REAL, float(request.get("timeout", 60)))
+        try:
+            if op == "cell":
+                result = shell.run_cell(request["source"], store_history=True, silent=False)
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                out, dropped = capture.take()
+                exc = result.error_in_exec or result.error_before_exec
+                body = {"ok": exc is None, "output": out[-4000:], "dropped_chars": dropped}
+                if exc is not None:
+                    body["error"] = _error(exc)
+                answer(nonce, body)
+            elif op == "call":
+                value = lookup(request["func"])(*decode(request["args"]), **decode(request["kwargs"]))
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                answer(nonce, {"ok": True, "value": encode(value)})
+            elif op == "ratio":
+                from sweatlab.timing import compare
+
+                fast, slow = lookup(request["fast"]), lookup(request["slow"])
+                args, kwargs = decode(request["args"]), decode(request["kwargs"])
+                res = compare(lambda: slow(*args, **kwargs), lambda: fast(*args, **kwargs),
+                              min_pairs=request["rounds"])
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                answer(nonce, {"ok": True, "value": float(res.ratio)})
+            else:
+                answer(nonce, {"ok": False, "error": {"type": "ProtocolError", "message": f"unknown op {op!r}",
+                                                      "traceback": ""}})
+        except EncodeError as exc:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            answer(nonce, {"ok": False, "error": {"type": "a result that cannot be checked", "message": str(exc),
+                                                  "traceback": ""}})
+        except BaseException as exc:  # the learner's error, SystemExit included, becomes an answer
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            capture.take()
+            answer(nonce, {"ok": False, "error": _error(exc)})
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]))
