@@ -8,6 +8,7 @@ monkeypatches inside the child, a score is computed only here.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import re
 import time
@@ -196,6 +197,12 @@ def detect_lab(path: Path, nb: nbformat.NotebookNode | None, labs_dir: Path) -> 
     return None
 
 
+def lab_threads(pristine: nbformat.NotebookNode) -> int:
+    """Threads per library for a lab: 1, unless a cell of the lab says ``sweat={"threads": N}``."""
+    wanted = [c.get("metadata", {}).get("sweat", {}).get("threads") for c in pristine.cells]
+    return max([int(w) for w in wanted if isinstance(w, int) and w > 0] or [1])
+
+
 def _failed_all(tests: Iterable[TestSpec], message: str) -> list[TestResult]:
     return [TestResult(t.lab, t.exercise, t.name, 0.0, t.points, False, message) for t in tests]
 
@@ -225,6 +232,9 @@ def grade_submission(path: Path, labs_dir: Path, lab: str | None = None, limits:
     pristine = nbformat.read(labs_dir / f"{grade.lab}.ipynb", as_version=4)
     cells, notes = reconstruct(pristine, nb)
     grade.notes += notes
+    threads = lab_threads(pristine)
+    if threads != limits.threads:
+        limits = dataclasses.replace(limits, threads=threads)
     session = Session(cells, limits, started + limits.submission_timeout_s)
     try:
         session.run_all()
