@@ -216,3 +216,12 @@ def test_check_reports_a_broken_source_instead_of_crashing(fixture_course):
     src.write_text(src.read_text().replace("### END SOLUTION", ""))
     [problem] = _problems(fixture_course)
     assert "never closed" in problem and "ex-square-answer" in problem
+
+
+def test_an_output_showing_the_authors_path_is_reported(course_copy):
+    path = course_copy / "solutions" / f"{SRC_NAME}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    _cells_by_id(nb)["timing"].outputs[0]["text"] += f"saved to {course_copy.resolve()}/results/x.json\n"
+    nbformat.write(nb, path)
+    [problem] = _problems(course_copy)
+    assert "shows this machine's path" in problem and "cell_id" not in problem and "'timing'" in problem

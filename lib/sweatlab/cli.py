@@ -70,9 +70,13 @@ def cmd_nbval(args) -> int:
     if not paths:
         print("nbval: no solution notebooks yet (solutions/*.ipynb); nothing to run")
         return 0
-    env = dict(os.environ, SWEAT_QUICK="0" if args.full else "1")
-    cmd = nbval_command(paths, course.root / "tests" / "nbval_sanitize.cfg", args.workers)
-    return subprocess.call(cmd, cwd=course.root, env=env)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sweatlab-nbval-") as scratch:
+        # the labs' record() calls go to a scratch folder: a test run adds nothing to a learner's results/
+        env = dict(os.environ, SWEAT_QUICK="0" if args.full else "1", SWEAT_RESULTS_DIR=scratch)
+        cmd = nbval_command(paths, course.root / "tests" / "nbval_sanitize.cfg", args.workers)
+        return subprocess.call(cmd, cwd=course.root, env=env)
 
 
 def cmd_slides(args) -> int:

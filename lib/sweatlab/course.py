@@ -397,7 +397,13 @@ def check_solution_pair(course: Course, src: Path, expected: nbformat.NotebookNo
             path, f"execution counts are not 1..{len(code)} in order (code cell {first + 1} has "
                   f"{counts[first]}): it was not run top to bottom in one fresh kernel",
             "run: make solutions"))
+    root = str(course.root.resolve())
     for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and root in json.dumps(cell.get("outputs", [])):
+            problems.append(CourseError(
+                path, f"an output shows this machine's path ({root}), which means nothing on a learner's "
+                      "machine and leaks the author's", "print paths relative to the course folder, then run: "
+                      "make solutions", cell=i + 1, cell_id=cell.get("id")))
         if cell.cell_type == "code" and _compared(cell) and not cell.get("outputs"):
             problems.append(CourseError(
                 path, "a cell whose output nbval compares has no recorded output, so nbval "
