@@ -106,3 +106,12 @@ def test_record_prints_nothing(results, capfd):
     record("lab", x=1.0)
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+
+
+def test_display_path_is_relative_inside_the_course(tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SWEAT_RESULTS_DIR", raising=False)
+    assert records.records_path_for_display() == "results/records.jsonl"
+    monkeypatch.setenv("SWEAT_RESULTS_DIR", "/elsewhere/res")
+    assert records.records_path_for_display() == "/elsewhere/res/records.jsonl"

@@ -18,7 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["record", "load_records", "results_dir", "course_root", "RECORDS_FILE", "package_versions"]
+__all__ = ["record", "load_records", "results_dir", "records_path_for_display", "course_root", "RECORDS_FILE",
+           "package_versions"]
 
 RECORDS_FILE = "records.jsonl"
 _PACKAGES = ("sweatlab", "numpy", "torch", "numba", "threadpoolctl", "psutil", "matplotlib", "onnxruntime", "scikit-learn")
@@ -37,6 +38,15 @@ def results_dir() -> Path:
     """$SWEAT_RESULTS_DIR, else <course root>/results (not created here)."""
     env = os.environ.get("SWEAT_RESULTS_DIR")
     return Path(env).expanduser() if env else course_root() / "results"
+
+
+def records_path_for_display() -> str:
+    """Where records go, relative to the course folder when inside it (safe to print in a notebook)."""
+    path = results_dir() / RECORDS_FILE
+    try:
+        return str(path.resolve().relative_to(course_root()))
+    except ValueError:
+        return str(path)
 
 
 def package_versions() -> dict[str, str | None]:

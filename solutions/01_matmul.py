@@ -1,0 +1,844 @@
+# %% [markdown] sweat={"id": "intro"}
+# # Lab 01: The naive matmul
+#
+# **Why is the textbook loop thousands of times slower than NumPy?**
+#
+# `C = A @ B` is the operation that most of a neural network's time goes into. In this lab you write
+# it seven ways, from the three nested loops in every textbook to the BLAS library behind
+# `np.matmul`, and measure every version on *your* machine. The measurements are plotted as a
+# **ladder** in GFLOP/s, from pure Python to BLAS, against this machine's measured peak.
+#
+# **You will be able to**
+# - measure a matmul in GFLOP/s (median of repeated runs) and say what fraction of the measured peak it reaches;
+# - derive a float32 tolerance from the length k of the dot products, and check every kernel with it;
+# - explain with *strides* why loop order barely matters in Python and matters 10-100x in compiled code;
+# - write the same product as pure Python, NumPy row operations, numba loops (ijk, ikj) and a cache-tiled kernel;
+# - say what is still missing between your best loop and BLAS (the subject of lab 02).
+#
+# **Prerequisites:** Python loops and lists, NumPy arrays and slicing. Lab 00 (timing, FLOPs,
+# peak) helps; this lab repeats what it needs.
+#
+# **Time.** Compute, *measured* by running this notebook top to bottom on a 2-core AMD EPYC (Zen 3)
+# virtual machine shared with other jobs: 20-35 s in quick mode (`SWEAT_QUICK=1`, used by the tests) and
+# 105-125 s in full mode (the default when you run it). Reading and the seven exercises: about 80 minutes,
+# *estimated* from working through the blank lab once, allowing a newcomer about 25 minutes of reading,
+# 5-8 minutes per short exercise with one mistake to fix, and 20 minutes for the tiled kernel.
+# Plan a 90-minute slot.
+#
+# Seven exercises, each a function followed by a `check(...)` cell: `matmul_rtol`, `matmul_ijk`,
+# `inner_strides`, `matmul_ikj`, `matmul_rows`, `matmul_numba_ikj`, `matmul_tiled`.
+
+# %% sweat={"id": "setup", "role": "setup"}
+import math
+import os
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+from numba import njit
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from sweatlab import config, flops, hardware, records, roofline
+from sweatlab.checks import LabChecks
+from sweatlab.timing import bench, format_seconds, thread_settings
+
+check = LabChecks("01_matmul")
+QUICK = config.quick()
+N_COMMON = config.pick(128, 256)  # every rung, pure Python included, is timed at this n
+N_LARGE = config.pick(512, 1024)  # the fast rungs again, at an n whose matrices no longer fit in L2
+N_ORDERS = config.pick(256, 512)  # the six loop orders
+BUDGET_S = config.pick(0.2, 0.5)  # seconds of timed runs per measurement (bench keeps at least 3)
+
+
+def random_matrices(n, seed=0):
+    """Two n x n float32 matrices with entries in [0, 1)."""
+    g = np.random.default_rng(seed)
+    return g.random((n, n), dtype=np.float32), g.random((n, n), dtype=np.float32)
+
+
+@njit
+def matmul_numba_ijk(A, B):
+    """Reference compiled kernel, the textbook ijk order: one dot product per C[i, j]. A is (M, K), B is (K, N)."""
+    M, K = A.shape
+    N = B.shape[1]
+    C = np.zeros((M, N), dtype=A.dtype)
+    for i in range(M):
+        for j in range(N):
+            acc = np.float32(0.0)
+            for k in range(K):
+                acc += A[i, k] * B[k, j]
+            C[i, j] = acc
+    return C
+
+
+print(f"quick mode: {QUICK}; n = {N_COMMON} for every rung, {N_LARGE} for the fast rungs")
+
+# %% [markdown] sweat={"id": "ceiling"}
+# ## 1. How high is up? This machine's measured peak
+#
+# A matmul of an (m x k) by a (k x n) matrix does m·n·k multiply-adds, counted as **2mnk FLOPs**
+# (a multiply and an add each count one). Its speed is FLOPs / seconds, in GFLOP/s.
+#
+# The ceiling we compare against is *measured*, not taken from a datasheet: the fastest run of
+# `np.matmul` on float32 matrices (`sweatlab.roofline.peak_fp32`), at the sizes this lab uses and one
+# larger, keeping the best. Every kernel in this lab runs on **one core**, so the peak is measured with
+# BLAS limited to one thread too (threads are lab 02). The rungs report their *median* run, so even BLAS
+# lands a little under 100%.
+
+# %% sweat={"id": "ceiling-measure", "role": "demo"}
+machine = hardware.describe()
+print(machine)
+peaks = [roofline.peak_fp32(n, quick=QUICK, threads=1) for n in (N_COMMON, N_LARGE, None)]  # None: its default n
+for p in peaks:
+    print(p)
+PEAK_GFLOPS = max(p.gflops for p in peaks)
+print(f"[timing] the ceiling for this lab: {PEAK_GFLOPS:.1f} GFLOP/s on one core, float32")
+
+# %% [markdown] sweat={"id": "tolerance"}
+# ## 2. Correct first: what does "equal" mean in float32?
+#
+# Every kernel below is checked against a float64 reference *before* it is timed. Exact equality
+# is the wrong test: float32 keeps a 24-bit significand, so each multiply and each add rounds its
+# result, by a relative amount of at most the **unit roundoff** u = 2⁻²⁴ ≈ 5.96e-8: rounding to nearest
+# is off by at most half a step, and a step is `np.finfo(np.float32).eps` = 2⁻²³ relative to 1.
+#
+# One entry of C is a dot product of length k: k products and k-1 additions, each rounding once.
+# The classic bound (Higham 2002, §3.1, eq. 3.5) holds for *any* order of the additions:
+#
+# $$|\hat c_{ij} - c_{ij}| \le \gamma_k \sum_p |a_{ip}|\,|b_{pj}|, \qquad \gamma_k = \frac{k u}{1 - k u} \approx k u .$$
+#
+# That is the worst case, every rounding in the same direction. Random roundings partly cancel, so the
+# *typical* error grows like √k·u instead. We check with the worst case: a correct kernel can never
+# fail it, and a wrong one misses by far more. With positive inputs, Σ|a||b| is C itself, so the bound is
+# simply a relative tolerance **rtol = γ_k**. The bound stops meaning anything once k·u reaches 1.
+
+# %% [markdown] sweat={"id": "ex-rtol-task"}
+# ### Exercise 1: the float32 tolerance
+# Write `matmul_rtol(k)`: γ_k = k·u / (1 − k·u) with u = 2⁻²⁴, and `math.inf` when k·u ≥ 1.
+
+# %% sweat={"id": "ex-rtol", "role": "answer"}
+def matmul_rtol(k):
+    """Worst-case relative error of a length-k float32 dot product: k u / (1 - k u), u = 2**-24 (inf if k u >= 1)."""
+    ### BEGIN SOLUTION
+    u = 2.0 ** -24
+    if k * u >= 1:
+        return math.inf
+    return k * u / (1 - k * u)
+    ### END SOLUTION
+
+
+# %% sweat={"id": "check-rtol", "role": "check"}
+check("rtol")
+
+# %% [markdown] sweat={"id": "tolerance-measured"}
+# How close to the bound do real sums get? The cell below adds k random float32 products in order
+# (`np.cumsum`, one rounding per step, like the loops you will write) and, for comparison, with
+# `np.sum` (NumPy adds in pairs, a tree, as BLAS does with its blocks), and compares both with float64.
+
+# %% sweat={"id": "tolerance-plot", "role": "demo"}
+U = 2.0 ** -24
+KS = np.unique(np.geomspace(10, config.pick(10**5, 10**6), 11).astype(int))
+g = np.random.default_rng(1)
+in_order, pairwise = [], []
+for k in KS:
+    errs_seq, errs_pair = [], []
+    for _ in range(10):
+        x, y = g.random(k, dtype=np.float32), g.random(k, dtype=np.float32)
+        exact = float(np.dot(x.astype(np.float64), y.astype(np.float64)))
+        products = x * y  # float32: each product rounded once
+        errs_seq.append(abs(float(np.cumsum(products)[-1]) - exact) / exact)
+        errs_pair.append(abs(float(np.sum(products)) - exact) / exact)
+    in_order.append(max(errs_seq))
+    pairwise.append(max(errs_pair))
+
+fig, ax = plt.subplots(figsize=(7, 4.2))
+try:
+    ax.plot(KS, [matmul_rtol(int(k)) for k in KS], "k-", label="bound γ_k (your matmul_rtol)")
+except NotImplementedError:
+    print("write matmul_rtol (exercise 1) to see the bound on the plot")
+ax.plot(KS, np.sqrt(KS) * U, "k:", label="√k · u (typical size)")
+ax.plot(KS, in_order, "o-", label="measured: added in order (worst of 10)")
+ax.plot(KS, pairwise, "s-", label="measured: np.sum, pairwise (worst of 10)")
+ax.set(xscale="log", yscale="log", xlabel="k, length of the dot product",
+       ylabel="relative error vs float64", title="float32 dot products: measured error against the bound")
+ax.legend(fontsize=8);
+
+# %% [markdown] sweat={"id": "tolerance-harness"}
+# Read the plot: the error of the in-order sum stays below the bound γ_k and far closer to √k·u;
+# pairwise summation is smaller still. So the check below is safe for any correct kernel.
+#
+# The harness every rung goes through, like the reference-first loop of
+# [llm.c](https://github.com/karpathy/llm.c/blob/master/dev/cuda/matmul_forward.cu): check against
+# float64 `A @ B` with rtol = γ_k (printed as "error x% of the bound"), then time with
+# `sweatlab.timing.bench` (median of repeated runs, garbage collector off; the first call, which also
+# compiles numba kernels, is never timed), and store GFLOP/s = 2n³ / median seconds in `LADDER`.
+
+# %% sweat={"id": "harness", "role": "demo"}
+LADDER = {}  # rung -> {n: GFLOP/s}
+
+
+def error_vs_bound(C, A, B):
+    """max over entries of |C - A@B| / (rtol * (|A| @ |B|)), in float64: <= 1 means within the float32 bound."""
+    A64, B64 = A.astype(np.float64), B.astype(np.float64)
+    scale = np.abs(A64) @ np.abs(B64)
+    return float(np.max(np.abs(np.asarray(C, dtype=np.float64) - A64 @ B64) / (matmul_rtol(A.shape[1]) * scale)))
+
+
+def measure(rung, fn, n, *extra, lists=False, min_runs=3):
+    """Check fn(A, B, *extra) at size n against float64, time it, store and print its GFLOP/s."""
+    A, B = random_matrices(n)
+    args = (A.tolist(), B.tolist()) if lists else (A, B)
+    started = time.perf_counter()
+    try:
+        C = fn(*args, *extra)  # first call: compiles numba kernels, so it is not timed
+        first_s = time.perf_counter() - started
+        error = error_vs_bound(C, A, B)
+    except NotImplementedError as err:  # an exercise not written yet: skip this rung, say which
+        print(f"[skipped] {rung}: {err}")
+        return None
+    assert error <= 1, f"{rung} at n={n}: error is {error:.3g} times the float32 bound, so the result is wrong"
+    result = bench(fn, *args, *extra, budget_s=BUDGET_S, min_runs=min_runs, warmup=0, name=rung)
+    gf = result.gflops(flops.matmul(n, n, n).flops)
+    LADDER.setdefault(rung, {})[n] = gf
+    print(f"[timing] {rung:<12} n={n:<5} median {format_seconds(result.median_s):>9} (IQR {result.rel_iqr:4.0%},"
+          f" {result.runs} runs) {gf:10.4f} GFLOP/s = {100 * gf / PEAK_GFLOPS:7.3f}% of peak;"
+          f" error {100 * error:.2g}% of the bound; first call {format_seconds(first_s)}")
+    for warning in result.warnings:
+        print("    note:", warning)
+    return result
+
+
+try:
+    for n in (N_COMMON, N_LARGE):
+        print(f"rtol for n = k = {n}: gamma_k = {matmul_rtol(n):.3g}   (typical error sqrt(k) u = {math.sqrt(n) * U:.2g})")
+except NotImplementedError:
+    print("write matmul_rtol (exercise 1): every rung below is checked with it before it is timed")
+
+# %% [markdown] sweat={"id": "textbook"}
+# ## 3. The textbook loop
+#
+# C[i][j] is the dot product of row i of A with column j of B. Three nested loops, i, j, then k:
+#
+# ```
+# for i in range(M):          # rows of C
+#     for j in range(N):      # columns of C
+#         s = 0.0
+#         for k in range(K):  # the dot product
+#             s += A[i][k] * B[k][j]
+#         C[i][j] = s
+# ```
+
+# %% [markdown] sweat={"id": "ex-ijk-task"}
+# ### Exercise 2: the ijk loop in pure Python
+# Write `matmul_ijk(A, B)` for `A` an M x K and `B` a K x N matrix given as **lists of lists of
+# floats**; return C as a list of M lists of N floats. No NumPy inside. Mind non-square shapes and
+# the edge cases 1 x K @ K x 1 (a 1 x 1 result) and K x 1 @ 1 x N.
+
+# %% sweat={"id": "ex-ijk", "role": "answer"}
+def matmul_ijk(A, B):
+    """C = A @ B on lists of lists: C[i][j] = sum over k of A[i][k] * B[k][j], loops in i, j, k order."""
+    ### BEGIN SOLUTION
+    M, K, N = len(A), len(B), len(B[0])
+    C = [[0.0] * N for _ in range(M)]
+    for i in range(M):
+        for j in range(N):
+            s = 0.0
+            for k in range(K):
+                s += A[i][k] * B[k][j]
+            C[i][j] = s
+    return C
+    ### END SOLUTION
+
+
+# %% sweat={"id": "check-ijk", "role": "check"}
+check("ijk")
+
+# %% [markdown] sweat={"id": "textbook-measure-md"}
+# Now time it at n = `N_COMMON` (printed by the setup cell). Python floats are float64, so this rung
+# computes in double precision; it is still the slowest rung by far. The second line divides the median
+# time by the n³ trips through the inner loop, and compares with one multiply-add at the measured peak.
+
+# %% sweat={"id": "textbook-measure", "role": "demo"}
+r_py = measure("python_ijk", matmul_ijk, N_COMMON, lists=True)
+if r_py is not None:
+    per_iter_ns = r_py.median_s / N_COMMON**3 * 1e9
+    print(f"[timing] {per_iter_ns:.0f} ns per inner-loop iteration; at the measured peak one multiply-add takes "
+          f"{2 / PEAK_GFLOPS:.3f} ns: the interpreter costs {per_iter_ns / (2 / PEAK_GFLOPS):,.0f}x the arithmetic")
+
+# %% [markdown] sweat={"id": "orders"}
+# Each trip through the inner loop makes the interpreter decode bytecodes, look up `A[i]` and then
+# `[k]` in lists of pointers, unbox two Python floats, allocate a new float for the product and another
+# for the sum. The multiply-add itself is a tiny part of that (the cell above puts a number on it).
+#
+# ## 4. Loop orders and strides
+#
+# The three loops can be nested in any of 3! = 6 orders; every order computes the same sums. What changes
+# is the order in which memory is visited. NumPy (and C) store a matrix **row-major**: element [r, c]
+# of an n x n matrix sits r·n + c elements from the start. So a step along a row (column index + 1)
+# moves 1 element (4 bytes in float32), and a step down a column moves n elements: that distance is the
+# **stride** (`A.strides` gives it in bytes: `(4n, 4)`).
+#
+# What matters most is the innermost loop, which runs n³ times. In the order `ijk` the inner index is k:
+# `A[i, k]` moves by 1, `B[k, j]` by n (down a column), `C[i, j]` by 0 (it stays put).
+
+# %% [markdown] sweat={"id": "ex-strides-task"}
+# ### Exercise 3: strides of the innermost loop
+# Write `inner_strides(order, n)`: for a loop order such as `"ijk"` (outer to inner) on n x n
+# row-major matrices, return the tuple `(stride_A, stride_B, stride_C)`: by how many elements the
+# address of `A[i, k]`, `B[k, j]` and `C[i, j]` moves when the innermost index goes up by one.
+# Example: `inner_strides("ijk", 100) == (1, 100, 0)`.
+
+# %% sweat={"id": "ex-strides", "role": "answer"}
+def inner_strides(order, n):
+    """(stride of A[i, k], of B[k, j], of C[i, j]) in elements, when the last loop of `order` steps by one."""
+    ### BEGIN SOLUTION
+    inner = order[-1]
+
+    def stride(row, col):
+        return n if inner == row else 1 if inner == col else 0
+
+    return (stride("i", "k"), stride("k", "j"), stride("i", "j"))
+    ### END SOLUTION
+
+
+# %% sweat={"id": "check-strides", "role": "check"}
+check("strides")
+
+# %% sweat={"id": "strides-table", "role": "demo"} tags=["nbval-check-output"]
+ORDERS = ["ijk", "ikj", "jik", "jki", "kij", "kji"]
+
+
+def stride_text(order):
+    """inner_strides as text with n written as 'n'."""
+    return "(" + ", ".join("n" if s == 1000 else str(s) for s in inner_strides(order, 1000)) + ")"
+
+
+try:
+    rows = [f"{order:<6} {order[-1]:^11}  {stride_text(order)}" for order in ORDERS]
+    print("order  inner index  strides (A, B, C)", *rows, sep="\n")
+except NotImplementedError:
+    print("write inner_strides (exercise 3) to see the table")
+
+# %% [markdown] sweat={"id": "ex-ikj-task"}
+# Two orders, `ikj` and `kij`, walk along rows only (strides 0, 1, 1): B and C are read and written
+# in the order they sit in memory, and `A[i, k]` is a constant the inner loop can keep in a register.
+# Two, `jki` and `kji`, walk down columns of *two* matrices.
+#
+# ### Exercise 4: the ikj loop in pure Python
+# Write `matmul_ikj(A, B)` (lists of lists, as in exercise 2) with the loops in i, k, j order:
+# for each i and k, add `A[i][k] * B[k][j]` into `C[i][j]` for every j. Tip: fetch `A[i][k]`,
+# the row `B[k]` and the row `C[i]` once, outside the j loop.
+
+# %% sweat={"id": "ex-ikj", "role": "answer"}
+def matmul_ikj(A, B):
+    """C = A @ B on lists of lists, loops in i, k, j order: row i of C += A[i][k] * row k of B."""
+    ### BEGIN SOLUTION
+    M, K, N = len(A), len(B), len(B[0])
+    C = [[0.0] * N for _ in range(M)]
+    for i in range(M):
+        c_row, a_row = C[i], A[i]
+        for k in range(K):
+            a, b_row = a_row[k], B[k]
+            for j in range(N):
+                c_row[j] += a * b_row[j]
+    return C
+    ### END SOLUTION
+
+
+# %% sweat={"id": "check-ikj", "role": "check"}
+check("ikj")
+
+# %% sweat={"id": "ikj-measure", "role": "demo"}
+r_ikj = measure("python_ikj", matmul_ikj, N_COMMON, lists=True)
+if r_py is not None and r_ikj is not None:
+    print(f"[timing] pure Python: ikj takes {r_ikj.median_s / r_py.median_s:.2f}x the time of ijk")
+
+# %% [markdown] sweat={"id": "rows"}
+# The ratio above is close to 1: in the interpreter, the ~100 ns of overhead per iteration hides
+# whatever the memory system does. (A Python list of floats is not even contiguous floats: it holds
+# pointers to float objects scattered on the heap.) Strides will matter as soon as the interpreter is
+# gone: sections 5 and 6.
+#
+# ## 5. NumPy over rows: let the library run the inner loop
+#
+# In ikj order the inner loop is `C[i, j] += a * B[k, j]` for all j: a whole row of C plus a number
+# times a whole row of B. NumPy does that in one call, `C[i] += A[i, k] * B[k]`, running the j loop in
+# compiled code over contiguous float32. Python now runs M·K iterations instead of M·K·N.
+
+# %% [markdown] sweat={"id": "ex-rows-task"}
+# ### Exercise 5: NumPy row operations
+# Write `matmul_rows(A, B)` for float32 NumPy arrays: a Python loop over i and k, and one NumPy row
+# operation per (i, k). Do not use `@`, `np.dot`, `np.matmul` or `np.einsum` (that would be the BLAS
+# rung). Return a float32 array.
+
+# %% sweat={"id": "ex-rows", "role": "answer"}
+def matmul_rows(A, B):
+    """C = A @ B for NumPy arrays: for each i and k, C[i] += A[i, k] * B[k] (NumPy runs the j loop)."""
+    M, K = A.shape
+    N = B.shape[1]
+    ### BEGIN SOLUTION
+    C = np.zeros((M, N), dtype=A.dtype)
+    for i in range(M):
+        for k in range(K):
+            C[i] += A[i, k] * B[k]
+    return C
+    ### END SOLUTION
+
+
+# %% sweat={"id": "check-rows", "role": "check"}
+check("rows")
+
+# %% sweat={"id": "rows-measure", "role": "demo"}
+r_rows = measure("numpy_rows", matmul_rows, N_COMMON)
+measure("numpy_rows", matmul_rows, N_LARGE)
+if r_rows is not None:
+    print(f"[timing] at n = {N_COMMON}: {r_rows.median_s / N_COMMON**2 * 1e6:.2f} us per NumPy row operation, "
+          f"each doing {N_COMMON} multiply-adds")
+
+# %% [markdown] sweat={"id": "compiled"}
+# A big step up, but each NumPy call still costs the time printed above (a microsecond or two, mostly
+# Python and NumPy call overhead) for only n multiply-adds of work, and it makes a temporary array
+# (`A[i, k] * B[k]`) each time.
+#
+# ## 6. Compiled loops: numba
+#
+# [numba](https://numba.readthedocs.io/) compiles a Python function to machine code with LLVM the
+# first time it is called with given argument types (`@njit`). The loops stay the same; the
+# interpreter is gone: no bytecodes, no boxed floats, just loads, multiply-adds and stores. Numba
+# brings its own LLVM, so no C compiler is needed. The setup cell defines the textbook
+# `matmul_numba_ijk`; all kernels in this lab run on one thread (no `prange`: threads are lab 02).
+
+# %% [markdown] sweat={"id": "ex-numba-ikj-task"}
+# ### Exercise 6: the compiled ikj kernel
+# Fill in the body of `matmul_numba_ikj`: the same loops as `matmul_numba_ijk` in the setup cell, but
+# in i, k, j order, adding `A[i, k] * B[k, j]` into `C[i, j]`. Keep `for j in range(N)` as the innermost
+# loop. The first call compiles (about a second). The check calls it on small matrices, then times it
+# against `matmul_numba_ijk` on 128 x 128 matrices, interleaved, and asks for at least 2x (10-20x is usual).
+
+# %% sweat={"id": "ex-numba-ikj", "role": "answer"}
+@njit
+def matmul_numba_ikj(A, B):
+    """C = A @ B for float32 arrays, loops in i, k, j order, compiled by numba. A is (M, K), B is (K, N)."""
+    M, K = A.shape
+    N = B.shape[1]
+    C = np.zeros((M, N), dtype=A.dtype)
+    ### BEGIN SOLUTION
+    for i in range(M):
+        for k in range(K):
+            a = A[i, k]
+            for j in range(N):
+                C[i, j] += a * B[k, j]
+    ### END SOLUTION
+    return C
+
+
+# %% sweat={"id": "check-numba-ikj", "role": "check"}
+check("numba_ikj")
+
+# %% [markdown] sweat={"id": "orders-md"}
+# Now that the interpreter is gone, does loop order matter? The cell below builds all six orders from
+# one template (the loop body is the same `C[i, j] += A[i, k] * B[k, j]`), compiles each with numba,
+# and times them at n = `N_ORDERS`.
+
+# %% sweat={"id": "orders-measure", "role": "demo"}
+TEMPLATE = '''
+def matmul_{order}(A, B):
+    M, K = A.shape
+    N = B.shape[1]
+    C = np.zeros((M, N), dtype=A.dtype)
+    for {0} in range({n0}):
+        for {1} in range({n1}):
+            for {2} in range({n2}):
+                C[i, j] += A[i, k] * B[k, j]
+    return C
+'''
+SIZE_OF = {"i": "M", "k": "K", "j": "N"}
+
+
+def order_kernel(order):
+    """numba kernel for one loop order, from TEMPLATE."""
+    source = TEMPLATE.format(*order, order=order, **{f"n{d}": SIZE_OF[c] for d, c in enumerate(order)})
+    namespace = {"np": np}
+    exec(source, namespace)
+    return njit(namespace[f"matmul_{order}"])
+
+
+print(TEMPLATE.format(*"jki", order="jki", n0="N", n1="K", n2="M"))
+A_o, B_o = random_matrices(N_ORDERS)
+order_gflops = {}
+for order in tqdm(ORDERS, desc="loop orders"):
+    kernel = order_kernel(order)
+    C_o = kernel(A_o, B_o)  # compiles it
+    try:
+        assert error_vs_bound(C_o, A_o, B_o) <= 1
+    except NotImplementedError:
+        print(f"{order}: not checked against the bound (write matmul_rtol, exercise 1)")
+    res = bench(kernel, A_o, B_o, budget_s=BUDGET_S, min_runs=3, warmup=0, name=order)
+    order_gflops[order] = res.gflops(flops.matmul(N_ORDERS, N_ORDERS, N_ORDERS).flops)
+    print(f"[timing] {order}: median {format_seconds(res.median_s)}, {order_gflops[order]:.2f} GFLOP/s")
+
+# %% sweat={"id": "orders-plot", "role": "demo"}
+fig_orders, ax = plt.subplots(figsize=(7, 4))
+try:
+    labels = [f"{o}\n{stride_text(o)}" for o in ORDERS]
+    colours = ["tab:green" if max(inner_strides(o, 1000)) == 1 else "tab:red" for o in ORDERS]
+except NotImplementedError:
+    labels, colours = ORDERS, ["tab:blue"] * len(ORDERS)
+ax.bar(labels, [order_gflops[o] for o in ORDERS], color=colours)
+ax.set(yscale="log", ylabel="GFLOP/s (log scale)", xlabel="loop order, and inner-loop strides (A, B, C)",
+       title=f"Six loop orders, numba, float32, n = {N_ORDERS}, 1 thread (green: no stride n)")
+for x, o in enumerate(ORDERS):
+    ax.annotate(f"{order_gflops[o]:.2g}", (x, order_gflops[o]), ha="center", va="bottom", fontsize=8);
+
+# %% [markdown] sweat={"id": "compiled-why"}
+# Read the bars: the orders whose inner loop has no stride n are **20-100x** faster than the others.
+# Two reasons, both about strides:
+# - **Cache lines.** Memory moves in 64-byte lines (16 floats). A stride-1 loop uses all 16 floats of
+#   each line it loads; a stride-n loop uses one and moves to a new line every step, and once the
+#   matrix no longer fits in cache, each of those lines comes from further away.
+# - **SIMD.** With stride 1 and no dependence between iterations of j, LLVM turns the inner loop into
+#   vector instructions (8 float32 per AVX2 instruction). The ijk loop is a running sum: without
+#   permission to reorder additions (`fastmath`, lab 02) it must add one term at a time.
+#
+# Now the same two kernels as rungs of the ladder, at both sizes:
+
+# %% sweat={"id": "compiled-measure", "role": "demo"}
+for n in (N_COMMON, N_LARGE):
+    measure("numba_ijk", matmul_numba_ijk, n)
+    measure("numba_ikj", matmul_numba_ikj, n)
+
+# %% [markdown] sweat={"id": "tiling"}
+# ## 7. Cache tiling
+#
+# In ikj order each row i of A sweeps over **all of B**: at n = `N_LARGE` that is n²·4 bytes (1 MiB
+# at n = 512, 4 MiB at n = 1024), more than this machine's L2 cache (printed below), so B is fetched
+# from L3 or memory again for every row. **Tiling** cuts B into tile x tile blocks and uses each block
+# for *every* row of A while it is still in cache:
+#
+# ```
+# for j0 in range(0, N, tile):                 # a block of columns of B and C
+#     for k0 in range(0, K, tile):             # ... and of rows of B: the tile B[k0:k1, j0:j1]
+#         copy B[k0:k1, j0:j1] into Bt         # "packing": the tile becomes contiguous
+#         for i in range(M):                   # every row of A reuses the tile
+#             C[i, j0:j1] += A[i, k0:k1] @ Bt  # as ikj loops over the tile
+# ```
+#
+# Three details decide whether tiling pays off:
+# 1. **Edges.** n need not be a multiple of tile: each block ends at `min(start + tile, size)`.
+# 2. **Packing.** Rows of B are n·4 bytes apart. When n is a power of two, the rows of a tile land in
+#    the same few cache sets and evict each other (Lam, Rothberg & Wolf 1991). Copying the tile into
+#    the small contiguous buffer `Bt` avoids that; the copy is done once per tile and reused M times.
+# 3. **Row views.** Inside the tile, take `c_row = C[i, j0:j1]` and `b_row = Bt[kk]` and loop
+#    `for jj in range(j1 - j0)`. Written as `for j in range(j0, j1): C[i, j] += ...`, numba cannot prove the
+#    index is never negative, inserts a wrap-around test for Python's negative indices, and LLVM no
+#    longer vectorizes the loop. The demo after the exercise measures how much that costs.
+
+# %% sweat={"id": "tiling-caches", "role": "demo"}
+cache = machine.cache_bytes
+for level in ("L1d", "L2", "L3"):
+    size = cache.get(level)
+    print(f"{level:>3}: {'not reported on this machine' if size is None else f'{size // 1024} KiB'}")
+print(f"B at n = {N_LARGE}: {N_LARGE**2 * 4 // 1024} KiB; one tile x tile float32 block: tile² x 4 bytes")
+
+# %% [markdown] sweat={"id": "ex-tiled-task"}
+# ### Exercise 7: the tiled kernel
+# Fill in `matmul_tiled(A, B, tile)` following the sketch above: blocks over j and k, the tile of B
+# packed into `Bt`, then every row i of A, with ikj loops on row views inside the tile. It must be
+# correct for any tile ≥ 1, including sizes that are not a multiple of tile and a tile larger than the matrix.
+
+# %% sweat={"id": "ex-tiled", "role": "answer"}
+@njit
+def matmul_tiled(A, B, tile):
+    """C = A @ B in tile x tile blocks of B, each packed into Bt and reused for every row of A."""
+    M, K = A.shape
+    N = B.shape[1]
+    C = np.zeros((M, N), dtype=A.dtype)
+    Bt = np.empty((tile, tile), dtype=B.dtype)  # the packed tile of B
+    ### BEGIN SOLUTION
+    for j0 in range(0, N, tile):
+        j1 = min(j0 + tile, N)
+        for k0 in range(0, K, tile):
+            k1 = min(k0 + tile, K)
+            for kk in range(k1 - k0):  # pack B[k0:k1, j0:j1] into contiguous rows of Bt
+                src, dst = B[k0 + kk, j0:j1], Bt[kk]
+                for jj in range(j1 - j0):
+                    dst[jj] = src[jj]
+            for i in range(M):  # every row of A reuses the tile while it is in cache
+                c_row, a_row = C[i, j0:j1], A[i, k0:k1]
+                for kk in range(k1 - k0):
+                    a, b_row = a_row[kk], Bt[kk]
+                    for jj in range(j1 - j0):
+                        c_row[jj] += a * b_row[jj]
+    ### END SOLUTION
+    return C
+
+
+# %% sweat={"id": "check-tiled", "role": "check"}
+check("tiled")
+
+# %% [markdown] sweat={"id": "tile-sweep-md"}
+# Which tile size is best? Too small, and the loop overhead of short inner loops dominates; too large,
+# and the tile no longer fits in the cache it was meant for. The sweep below times every tile at
+# n = `N_LARGE` and marks where a tile (tile²·4 bytes) fills L1d and L2.
+
+# %% sweat={"id": "tile-sweep", "role": "demo"}
+TILES = [t for t in (8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512) if t <= N_LARGE]
+A_t, B_t = random_matrices(N_LARGE)
+tile_gflops = {}
+try:
+    assert error_vs_bound(matmul_tiled(A_t, B_t, 48), A_t, B_t) <= 1  # compiles; 48 does not divide N_LARGE
+    for tile in tqdm(TILES, desc="tile sizes"):
+        res = bench(matmul_tiled, A_t, B_t, tile, budget_s=BUDGET_S / 2, min_runs=3, warmup=0, name=f"tile {tile}")
+        tile_gflops[tile] = res.gflops(flops.matmul(N_LARGE, N_LARGE, N_LARGE).flops)
+    best_tile = max(tile_gflops, key=tile_gflops.get)
+    print(f"[timing] best tile at n = {N_LARGE}: {best_tile} ({tile_gflops[best_tile]:.1f} GFLOP/s)")
+except NotImplementedError as err:
+    best_tile = None
+    print(f"[skipped] tile sweep: {err}")
+
+
+def plot_tile_sweep(extra=None):
+    """GFLOP/s against tile size, untiled ikj for reference, cache sizes marked; extra = (tile, GFLOP/s) to add."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(list(tile_gflops), list(tile_gflops.values()), "o-", label="matmul_tiled")
+    ikj = LADDER.get("numba_ikj", {}).get(N_LARGE)
+    if ikj:
+        ax.axhline(ikj, color="tab:gray", ls="--", label="numba ikj, untiled")
+    for level, style in (("L1d", ":"), ("L2", "-.")):
+        if cache.get(level):
+            ax.axvline(math.sqrt(cache[level] / 4), color="k", ls=style, lw=1, label=f"tile fills {level}")
+    if extra is not None:
+        ax.plot(*extra, "r*", ms=14, label=f"tile = {extra[0]} (slider)")
+    ax.set(xscale="log", xlabel="tile size (log scale)", ylabel="GFLOP/s",
+           title=f"Tile sweep, n = {N_LARGE}, float32, 1 thread")
+    ax.set_xticks(TILES, [str(t) for t in TILES], minor=False)
+    ax.minorticks_off()
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    return fig
+
+
+if tile_gflops:
+    fig_tiles = plot_tile_sweep()
+
+# %% [markdown] sweat={"id": "tile-explore-md"}
+# Explore with the slider (it times one tile size and adds it to the plot as a red star; in a
+# notebook run without a browser, it shows the best tile). The same function works without widgets:
+# `explore_tile(100)`.
+
+# %% sweat={"id": "tile-explore", "role": "demo"}
+def explore_tile(tile=64):
+    """Time matmul_tiled at n = N_LARGE with this tile and show it on the sweep."""
+    res = bench(matmul_tiled, A_t, B_t, tile, budget_s=0.1, min_runs=3, name=f"tile {tile}")
+    gf = res.gflops(flops.matmul(N_LARGE, N_LARGE, N_LARGE).flops)
+    print(f"[timing] tile {tile}: {gf:.1f} GFLOP/s (median of {res.runs} runs)")
+    plot_tile_sweep(extra=(tile, gf))
+    plt.show()
+
+
+try:
+    import ipywidgets as widgets
+except ImportError:
+    widgets = None
+if widgets is not None and best_tile is not None:
+    widgets.interact(explore_tile, tile=widgets.IntSlider(value=best_tile, min=4, max=N_LARGE, step=4,
+                                                          continuous_update=False, description="tile"))
+elif best_tile is not None:
+    print("ipywidgets is not installed: call explore_tile(64) with the tile size you want")
+
+# %% [markdown] sweat={"id": "tile-trap-md"}
+# The trap from detail 3, measured: the same tiled kernel written with absolute indices
+# `range(j0, j1)` instead of row views.
+
+# %% sweat={"id": "tile-trap", "role": "demo"}
+@njit
+def matmul_tiled_absolute(A, B, tile):
+    """matmul_tiled with absolute indices in the inner loops (no row views): correct, but not vectorized."""
+    M, K = A.shape
+    N = B.shape[1]
+    C = np.zeros((M, N), dtype=A.dtype)
+    Bt = np.empty((tile, tile), dtype=B.dtype)
+    for j0 in range(0, N, tile):
+        j1 = min(j0 + tile, N)
+        for k0 in range(0, K, tile):
+            k1 = min(k0 + tile, K)
+            for k in range(k0, k1):
+                for j in range(j0, j1):
+                    Bt[k - k0, j - j0] = B[k, j]
+            for i in range(M):
+                for k in range(k0, k1):
+                    a = A[i, k]
+                    for j in range(j0, j1):
+                        C[i, j] += a * Bt[k - k0, j - j0]
+    return C
+
+
+if best_tile is not None:
+    assert error_vs_bound(matmul_tiled_absolute(A_t, B_t, best_tile), A_t, B_t) <= 1
+    slow = bench(matmul_tiled_absolute, A_t, B_t, best_tile, budget_s=BUDGET_S, min_runs=3, warmup=0)
+    fast = bench(matmul_tiled, A_t, B_t, best_tile, budget_s=BUDGET_S, min_runs=3, warmup=0)
+    print(f"[timing] tile {best_tile}, n = {N_LARGE}: absolute indices {format_seconds(slow.median_s)}, "
+          f"row views {format_seconds(fast.median_s)}: {slow.median_s / fast.median_s:.1f}x slower")
+
+# %% [markdown] sweat={"id": "tiling-rung-md"}
+# Compare the best tile with the dashed line (untiled ikj). How much tiling buys depends on n and on
+# the caches: nothing while B fits in L2 anyway, more once it does not; less where a large, fast L3
+# feeds the untiled loop well enough, more where L3 is small or slow per core. The sweep on *your*
+# machine is the answer for your machine. The tiled rung of the ladder uses the best tile, at both sizes:
+
+# %% sweat={"id": "tiling-measure", "role": "demo"}
+if best_tile is not None:
+    for n in (N_COMMON, N_LARGE):
+        measure("numba_tiled", matmul_tiled, n, min(best_tile, n))
+
+# %% [markdown] sweat={"id": "blas"}
+# ## 8. BLAS, and the whole ladder
+#
+# `np.matmul` calls the BLAS library NumPy was built with (OpenBLAS in the pip wheels; Accelerate on
+# recent macOS). Its kernels are written per CPU family, largely in assembly. We limit it to one thread,
+# like every other rung.
+
+# %% sweat={"id": "blas-measure", "role": "demo"}
+with threadpool_limits(limits=1, user_api="blas"):
+    for n in (N_COMMON, N_LARGE):
+        r_blas = measure("blas", np.matmul, n)
+    threads = r_blas.threads if r_blas is not None else thread_settings()  # what bench records with each timing
+print(f"thread settings recorded by bench: BLAS {threads['blas']} with {threads['blas_threads']} thread(s); "
+      f"numba pool {threads['numba_threads']} thread(s), unused here (no prange)")
+
+# %% sweat={"id": "ladder-plot", "role": "demo"}
+RUNGS = ["python_ijk", "python_ikj", "numpy_rows", "numba_ijk", "numba_ikj", "numba_tiled", "blas"]
+LABELS = {"python_ijk": "pure Python, ijk", "python_ikj": "pure Python, ikj", "numpy_rows": "NumPy row ops",
+          "numba_ijk": "numba, ijk", "numba_ikj": "numba, ikj", "numba_tiled": "numba, tiled ikj",
+          "blas": "BLAS np.matmul"}
+common = [LADDER.get(r, {}).get(N_COMMON, np.nan) for r in RUNGS]
+large = [LADDER.get(r, {}).get(N_LARGE, np.nan) for r in RUNGS]
+
+fig_ladder, ax = plt.subplots(figsize=(9, 4.8))
+y = np.arange(len(RUNGS))
+ax.barh(y, common, color="tab:blue", alpha=0.8, label=f"n = {N_COMMON} (every rung)")
+ax.plot(large, y, "D", color="tab:orange", ms=8, label=f"n = {N_LARGE} (the faster rungs only)")
+ax.axvline(PEAK_GFLOPS, color="k", ls="--", lw=1, label=f"measured peak, 1 core ({PEAK_GFLOPS:.0f} GFLOP/s)")
+for yi, gf, gf_large in zip(y, common, large):
+    if np.isfinite(gf):
+        pct = 100 * gf / PEAK_GFLOPS
+        at = np.nanmax([gf, gf_large]) * 1.25
+        ax.annotate(f"{gf:.3g} GFLOP/s ({pct:.0f}%)" if pct >= 10 else f"{gf:.3g} GFLOP/s ({pct:.2g}%)",
+                    (at, yi), va="center", fontsize=8)
+ax.set_yticks(y, [LABELS[r] for r in RUNGS])
+ax.invert_yaxis()
+ax.set_xscale("log")
+ax.set_xlim(min([v for v in common + large if np.isfinite(v)] + [PEAK_GFLOPS / 1e4]) / 3, PEAK_GFLOPS * 30)
+ax.set_xlabel("GFLOP/s, float32 (pure Python: float64), 1 thread, log scale")
+top = ax.secondary_xaxis("top", functions=(lambda g: 100 * g / PEAK_GFLOPS, lambda p: p * PEAK_GFLOPS / 100))
+top.set_xlabel("% of the measured peak")
+ax.set_title(f"The matmul ladder on {machine.cpu_model or 'this machine'}, one core", fontsize=11)
+ax.legend(loc="upper right", fontsize=8);
+
+# %% sweat={"id": "ladder-table", "role": "demo"}
+base = LADDER.get("python_ijk", {}).get(N_COMMON)
+print(f"{'rung':<13}{'n':>6}{'GFLOP/s':>12}{'% of peak':>11}{'x pure Python ijk':>19}")
+for n in (N_COMMON, N_LARGE):
+    for r in RUNGS:
+        gf = LADDER.get(r, {}).get(n)
+        if gf is None:
+            continue
+        times = "-" if not base or n != N_COMMON else f"{gf / base:,.0f}x" if gf >= 10 * base else f"{gf / base:.2g}x"
+        print(f"{r:<13}{n:>6}{gf:>12.4g}{100 * gf / PEAK_GFLOPS:>10.3g}%{times:>19}")
+if base and "blas" in LADDER:
+    print(f"\n[timing] span at n = {N_COMMON}: BLAS is {LADDER['blas'][N_COMMON] / base:,.0f}x faster than "
+          f"the textbook Python loop")
+if any(gf > PEAK_GFLOPS for rung in LADDER.values() for gf in rung.values()):
+    print("note: a rung above 100% of the peak means the machine was busier while the peak was measured"
+          " (section 1) than later; rerun both for steadier percentages")
+
+# %% [markdown] sweat={"id": "ladder-read"}
+# Read the ladder (the plot and the table above, both measured in this session):
+# - **Pure Python → NumPy rows → numba ijk**: taking the interpreter out of the inner loop, then out of
+#   all loops: the biggest steps on the ladder.
+# - **numba ijk → ikj**: the same compiled code with a stride-1 inner loop: about another decade.
+# - **ikj → tiled**: nothing at n = `N_COMMON` if B fits in your L2; a gain at n = `N_LARGE` that depends
+#   on your caches (section 7).
+# - **Best loop → BLAS**: still several times. The ikj inner loop loads and stores C for every single
+#   vector multiply-add; BLAS keeps a block of C in *registers* across the whole k loop, feeds the
+#   vector units from packed panels sized to L1 and L2, and so runs close to the peak. That
+#   register-blocked micro-kernel, vector lanes and threads are lab 02.
+#
+# ## On other hardware
+# - **ARM laptops and Apple M-series.** NEON vectors hold 4 float32 (AVX2: 8; AVX-512: 16), so the
+#   compiled rungs do fewer FLOPs per instruction; numba generates NEON code itself (it ships its own
+#   LLVM, no compiler needed). On macOS, NumPy's wheels may use Apple's Accelerate BLAS, which is widely
+#   measured to use the matrix coprocessor beside the cores: the BLAS rung can sit much further above the
+#   numba rungs than here.
+# - **No AVX-512 (this machine, and many laptops).** numba targets the CPU it runs on (AVX2 here).
+#   On Intel CPUs *with* AVX-512, LLVM still prefers 256-bit vectors by default, so numba kernels do
+#   not automatically use the wider registers that BLAS uses.
+# - **Caches.** The best tile and the size of the ikj-to-tiled step follow the L1/L2/L3 sizes and
+#   speeds; a laptop with a small L3 cache can gain more from tiling at n = 1024 than this machine does.
+# - **Laptops** boost their clock while cool and throttle when hot or on battery: take the median,
+#   keep the charger in, and compare ratios measured in one session rather than single numbers.
+# - **GPUs.** The same ladder exists there, with thread blocks and shared memory instead of tiles:
+#   a naive CUDA kernel reaches about 1% of cuBLAS, a tuned one about 94% (S. Boehm, SGEMM_CUDA README,
+#   measured on an RTX A6000).
+#
+# ## Record and summary
+
+# %% sweat={"id": "record", "role": "demo"}
+rec = records.record(
+    "01_matmul",
+    n=N_COMMON,
+    gflops={r: LADDER.get(r, {}).get(N_COMMON) for r in RUNGS},
+    n_large=N_LARGE,
+    gflops_large={r: LADDER[r][N_LARGE] for r in RUNGS if N_LARGE in LADDER.get(r, {})},
+    peak_gflops=PEAK_GFLOPS,
+    best_tile=best_tile,
+    quick=QUICK,
+)
+where = records.records_path_for_display()
+print(f"recorded lab {rec['lab']} in {where}: "
+      f"{sum(v is not None for v in rec['values']['gflops'].values())} rungs at n = {N_COMMON}")
+
+# %% tags=["solution"]
+# Author only: save the key plots for the slides (slides/img/01_*.png) when asked to.
+if os.environ.get("SWEAT_SLIDES_IMG"):
+    for name, fig in (("ladder", fig_ladder), ("orders", fig_orders), ("tiles", fig_tiles)):
+        fig.savefig(os.path.join(os.environ["SWEAT_SLIDES_IMG"], f"01_{name}.png"), dpi=120, bbox_inches="tight")
+    print("saved slide images")
+
+# %% [markdown] sweat={"id": "summary"}
+# **Summary.**
+# - The textbook loop spends almost all its time in the interpreter, not in arithmetic: the cell in
+#   section 3 put a number on it. Removing the interpreter (NumPy row operations, then numba) is worth the most.
+# - Once the code is compiled, memory order decides: inner loops with stride 1 are cache- and
+#   SIMD-friendly; stride-n inner loops are 10-100x slower (section 6).
+# - Tiling keeps a block of B in cache; whether it pays depends on your cache sizes and speeds (section 7).
+# - BLAS is several times faster still, because it also keeps C in registers and is hand-tuned per CPU.
+# - Every rung was checked against float64 with rtol = γ_k ≈ k·2⁻²⁴ before it was timed.
+#
+# **Reflection questions.**
+# 1. Your pure-Python ikj and ijk took almost the same time, but the numba versions differ 10x or more.
+#    Explain both facts with one sentence each.
+# 2. `matmul_rows` does n² NumPy calls. Using the time per call you measured, estimate what fraction of its
+#    time is call overhead. How would you cut the number of calls further without `@`?
+# 3. γ_k for k = 4096 is about 2.4e-4. Would you trust a float32 matmul with k = 10⁷ (a long reduction) to
+#    3 significant digits? What does pairwise summation (the plot in section 2) change?
+# 4. Where did the tile sweep peak, and how big is one tile of float32 at that size compared with your
+#    L1d and L2? Would you expect the same best tile on a laptop with a 256 KiB L2?
+# 5. BLAS runs near the peak with the same loads and stores available to your kernel. Count the loads and
+#    stores per multiply-add in your ikj inner loop. What would have to change to need fewer?
+#
+# **Further reading.**
+# - K. Goto, R. van de Geijn, "Anatomy of High-Performance Matrix Multiplication", *ACM TOMS* 34(3), 2008:
+#   how BLAS blocks for registers, L1, L2 and the TLB.
+# - N. J. Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., SIAM 2002, chapter 3:
+#   the γ_k bound for dot products and why pairwise summation is more accurate.
+# - M. Lam, E. Rothberg, M. Wolf, "The Cache Performance and Optimizations of Blocked Algorithms",
+#   ASPLOS 1991: tile sizes and cache conflicts.
+# - S. Williams, A. Waterman, D. Patterson, "Roofline: An Insightful Visual Performance Model for
+#   Multicore Architectures", *CACM* 52(4), 2009: the peak as a ceiling.
+# - [flame/how-to-optimize-gemm](https://github.com/flame/how-to-optimize-gemm): the same ladder in C,
+#   one idea per step, with GFLOP/s plots.
+# - [numba performance tips](https://numba.readthedocs.io/en/stable/user/performance-tips.html):
+#   fastmath, loop vectorization and what stops it.
+# - S. Boehm, [SGEMM_CUDA](https://github.com/siboehm/SGEMM_CUDA): the ladder on a GPU.

@@ -1,0 +1,289 @@
+"""Lab 00_measure: its checks pass on the solution, fail on the blank lab and on plausible mistakes."""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+
+import pytest
+
+from sweatlab import course as C
+from sweatlab.checks import LabChecks
+
+from conftest import REPO
+
+LAB = "00_measure"
+SOURCE = REPO / "solutions" / f"{LAB}.py"
+EXERCISES = ["time_it", "matmul_flops", "gflops", "kernel_cost", "attainable_gflops", "bound_by"]
+
+
+def _cells(nb, role):
+    return [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("sweat", {}).get("role") == role]
+
+
+def _namespace(nb) -> dict:
+    """Run the notebook's setup and answer cells (not its measurements) in a fresh namespace."""
+    ns: dict = {"__name__": "__lab00_test__"}
+    for cell in _cells(nb, "setup") + _cells(nb, "answer"):
+        exec(compile(cell.source, f"<cell {cell.id}>", "exec"), ns)
+    return ns
+
+
+@pytest.fixture(scope="module")
+def solution_nb():
+    return C.load_source(SOURCE)
+
+
+@pytest.fixture(scope="module")
+def solved(solution_nb, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SWEAT_QUICK", "1")
+        mp.setenv("MPLBACKEND", "Agg")
+        return _namespace(solution_nb)
+
+
+@pytest.fixture(scope="module")
+def blank(solution_nb):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SWEAT_QUICK", "1")
+        mp.setenv("MPLBACKEND", "Agg")
+        return _namespace(C.make_lab(solution_nb))
+
+
+def _results(exercise, namespace):
+    return LabChecks(LAB).results(exercise, namespace)
+
+
+def _with(solved, **replacements) -> dict:
+    ns = dict(solved)
+    ns.update(replacements)
+    ns["time_it_on_fake"] = ns["time_it_probe"](ns)  # the probe must see the replaced time_it
+    return ns
+
+
+def _failures(exercise, namespace) -> list[str]:
+    return [r.message for r in _results(exercise, namespace) if not r.passed]
+
+
+# ---------------------------------------------------------------------------------------------
+# The lab as built from its source
+# ---------------------------------------------------------------------------------------------
+
+def test_every_exercise_has_an_answer_cell_and_a_check_cell(solution_nb):
+    assert LabChecks(LAB).exercises == EXERCISES
+    checks = [re.fullmatch(r'check\("(\w+)"\)', c.source.strip()) for c in _cells(solution_nb, "check")]
+    assert all(checks), "a check cell must hold only check(\"name\")"
+    assert [m.group(1) for m in checks] == EXERCISES
+    assert len(_cells(solution_nb, "answer")) == len(EXERCISES)
+
+
+def test_six_exercises_with_several_tests_each():
+    counts = {ex: len(_results(ex, {})) for ex in EXERCISES}
+    assert all(n >= 2 for n in counts.values()), counts
+
+
+@pytest.mark.parametrize("exercise", EXERCISES)
+def test_solution_passes_every_check(solved, exercise):
+    failures = _failures(exercise, solved)
+    assert not failures, failures
+
+
+@pytest.mark.parametrize("exercise", EXERCISES)
+def test_blank_lab_fails_every_check_and_says_to_write_the_code(blank, exercise):
+    results = _results(exercise, blank)
+    assert results and not any(r.passed for r in results)
+    assert all(r.not_written for r in results), [r.message for r in results]
+    assert all(r.message.startswith(f"{exercise} is not written yet") for r in results)
+
+
+def test_blank_lab_stubs_keep_the_signatures(blank):
+    import inspect
+
+    assert str(inspect.signature(blank["time_it"])) == "(fn, repeats=7, warmup=1, clock=<built-in function perf_counter>)"
+    assert list(inspect.signature(blank["kernel_cost"]).parameters) == ["kernel", "n", "itemsize"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Plausible mistakes are caught, with a hint that names them
+# ---------------------------------------------------------------------------------------------
+
+def test_matmul_flops_counting_multiply_adds_fails(solved):
+    failures = _failures("matmul_flops", _with(solved, matmul_flops=lambda m, n, k: m * n * k))
+    assert failures and "multiply-adds; each is 2 FLOPs" in failures[0]
+
+
+def test_matmul_flops_with_k_minus_one_adds_fails(solved):
+    assert _failures("matmul_flops", _with(solved, matmul_flops=lambda m, n, k: m * n * (2 * k - 1)))
+
+
+def _time_it_mean(fn, repeats=7, warmup=1, clock=time.perf_counter):
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        t0 = clock()
+        fn()
+        samples.append(clock() - t0)
+    return statistics.fmean(samples)
+
+
+def _time_it_warmup_timed(fn, repeats=7, warmup=1, clock=time.perf_counter):
+    samples = []
+    for _ in range(warmup + repeats):
+        t0 = clock()
+        fn()
+        samples.append(clock() - t0)
+    return statistics.median(samples)
+
+
+def _time_it_ignores_clock(fn, repeats=7, warmup=1, clock=time.perf_counter):
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def _time_it_milliseconds(fn, repeats=7, warmup=1, clock=time.perf_counter):
+    return 1000 * _time_it_ignores_clock(fn, repeats, warmup, clock)
+
+
+def _time_it_upper_middle(fn, repeats=7, warmup=1, clock=time.perf_counter):
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        t0 = clock()
+        fn()
+        samples.append(clock() - t0)
+    return sorted(samples)[len(samples) // 2]
+
+
+def _time_it_whole_loop(fn, repeats=7, warmup=1, clock=time.perf_counter):
+    for _ in range(warmup):
+        fn()
+    t0 = clock()
+    for _ in range(repeats):
+        fn()
+    return (clock() - t0) / repeats
+
+
+def _time_it_always_one_warmup(fn, repeats=7, warmup=1, clock=time.perf_counter):
+    fn()  # one untimed call even when warmup=0
+    return _solution_like(fn, repeats, warmup - 1, clock)
+
+
+def _solution_like(fn, repeats, warmup, clock):
+    for _ in range(max(warmup, 0)):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        t0 = clock()
+        fn()
+        samples.append(clock() - t0)
+    return statistics.median(samples)
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (_time_it_mean, "that is the mean"),
+    (_time_it_warmup_timed, "the warm-up calls are in your samples"),
+    (_time_it_ignores_clock, "time each call with the `clock` argument"),
+    (_time_it_milliseconds, "looks like milliseconds"),
+    (_time_it_upper_middle, "mean of the two middle ones"),
+    (_time_it_whole_loop, ""),
+    (_time_it_always_one_warmup, "with warmup=0 there is no untimed call"),
+])
+def test_time_it_mistakes_fail_with_a_hint(solved, wrong, hint):
+    failures = _failures("time_it", _with(solved, time_it=wrong))
+    assert failures
+    assert any(hint in f for f in failures), failures
+
+
+def test_time_it_probe_uses_the_fake_clock_exactly(solved):
+    from sweatlab.checks.lab00_measure import run_fake_timing
+
+    out = run_fake_timing(solved["time_it"], {"durations": [4.0, 0.375, 0.125, 0.25, 1.5, 0.25],
+                                              "warmup": 1, "repeats": 5})
+    assert out == {"result": 0.25, "calls": 6}
+
+
+def test_gflops_with_binary_giga_fails(solved):
+    failures = _failures("gflops", _with(solved, gflops=lambda f, s: f / s / 2**30))
+    assert failures and "giga = 1e9" in failures[0]
+
+
+def _cost_without_dot_output(kernel, n, itemsize=4):
+    cost = dict(_solution_cost(kernel, n, itemsize))
+    if kernel == "dot":
+        cost["bytes"] = 2 * n * itemsize
+        cost["intensity"] = cost["flops"] / cost["bytes"]
+    return cost
+
+
+def _cost_in_elements(kernel, n, itemsize=4):
+    cost = dict(_solution_cost(kernel, n, itemsize))
+    cost["bytes"] //= itemsize
+    cost["intensity"] = cost["flops"] / cost["bytes"]
+    return cost
+
+
+def _cost_matmul_n_cubed(kernel, n, itemsize=4):
+    cost = dict(_solution_cost(kernel, n, itemsize))
+    if kernel == "matmul":
+        cost["flops"] = n**3
+        cost["intensity"] = cost["flops"] / cost["bytes"]
+    return cost
+
+
+def _solution_cost(kernel, n, itemsize):
+    from sweatlab.checks.lab00_measure import reference_cost
+
+    return reference_cost(kernel, n, itemsize)
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (_cost_without_dot_output, "the result (one element) is written too"),
+    (_cost_in_elements, "you counted elements"),
+    (_cost_matmul_n_cubed, "2*n**3 FLOPs"),
+])
+def test_kernel_cost_mistakes_fail_with_a_hint(solved, wrong, hint):
+    failures = _failures("kernel_cost", _with(solved, kernel_cost=wrong))
+    assert failures and any(hint in f for f in failures), failures
+
+
+def test_kernel_cost_returning_a_tuple_fails(solved):
+    wrong = lambda kernel, n, itemsize=4: tuple(_solution_cost(kernel, n, itemsize).values())  # noqa: E731
+    failures = _failures("kernel_cost", _with(solved, kernel_cost=wrong))
+    assert len(failures) == 5 and '"flops", "bytes" and "intensity"' in failures[0]
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda i, p, b: max(p, b * i), "that is the max"),
+    (lambda i, p, b: min(p, b / i), "multiply bandwidth by intensity"),
+    (lambda i, p, b: b * i, "cap the result at peak_gflops"),
+])
+def test_attainable_gflops_mistakes_fail_with_a_hint(solved, wrong, hint):
+    failures = _failures("attainable_gflops", _with(solved, attainable_gflops=wrong))
+    assert failures and any(hint in f for f in failures), failures
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda i, p, b: "memory" if i < b / p else "compute",           # ridge upside down
+    lambda i, p, b: "compute" if i < p / b else "memory",           # labels swapped
+    lambda i, p, b: "memory-bound" if i < p / b else "compute-bound",
+])
+def test_bound_by_mistakes_fail(solved, wrong):
+    assert _failures("bound_by", _with(solved, bound_by=wrong))
+
+
+def test_a_crash_in_time_it_is_reported_as_time_it(solved):
+    def broken(fn, repeats=7, warmup=1, clock=time.perf_counter):
+        return undefined_name  # noqa: F821
+
+    results = _results("time_it", _with(solved, time_it=broken))
+    assert not any(r.passed for r in results)
+    assert results[0].message.startswith("time_it raised NameError")
