@@ -1,0 +1,121 @@
+"""Grading a class: 20 submissions of lab 01 with -j 2, through the CLI, and every output checked."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+
+import nbformat
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+LAB = "01_matmul"
+TRANSPOSED_IJK = (
+    "def matmul_ijk(A, B):\n"
+    "    # a classic slip: C is built column by column, so it comes out transposed\n"
+    "    return [[sum(A[i][k] * B[k][j] for k in range(len(B))) for i in range(len(A))]\n"
+    "            for j in range(len(B[0]))]\n")
+LOOPING_IKJ = "while True:\n    pass\n"
+
+
+def _variant(kind: str) -> str:
+    if kind == "blank":
+        return (REPO / "labs" / f"{LAB}.ipynb").read_text()
+    if kind == "corrupt":
+        return (REPO / "solutions" / f"{LAB}.ipynb").read_text()[:2000]
+    nb = nbformat.read(REPO / "solutions" / f"{LAB}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None  # as a learner might submit it: outputs cleared
+        if kind == "wrong_ijk" and cell.id == "ex-ijk":
+            cell.source = TRANSPOSED_IJK
+        if kind == "loop_ikj" and cell.id == "ex-ikj":
+            cell.source = LOOPING_IKJ
+    return nbformat.writes(nb)
+
+
+KINDS = ["solution"] * 8 + ["blank"] * 4 + ["wrong_ijk"] * 4 + ["loop_ikj"] * 2 + ["corrupt"] * 2
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("class")
+    for i, kind in enumerate(KINDS):
+        (folder / f"student{i:02d}_{kind}.ipynb").write_text(_variant(kind))
+    out = tmp_path_factory.mktemp("out")
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "sweatlab.cli", "--root", str(REPO), "grade", str(folder), "--lab", LAB,
+         "-j", "2", "--cell-timeout", "10", "--out", str(out)],
+        capture_output=True, text=True, timeout=900)
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = list(csv.DictReader(open(out / "grades.csv", encoding="utf-8")))
+    return {"out": out, "rows": {r["submission"]: r for r in rows}, "stdout": result.stdout, "seconds": took,
+            "results": json.loads((out / "results.json").read_text())["submissions"]}
+
+
+def _kind(name: str) -> str:
+    return name.split("_", 1)[1]
+
+
+def test_one_row_per_submission_with_a_column_per_test(graded_class):
+    rows = graded_class["rows"]
+    assert len(rows) == 20
+    columns = list(next(iter(rows.values())).keys())
+    assert columns[:4] == ["submission", "lab", "total", "max"] and columns[-2:] == ["seconds", "notes"]
+    exercises = {c.split(":")[0] for c in columns[4:-2]}
+    assert exercises == {"rtol", "ijk", "strides", "ikj", "rows", "numba_ikj", "tiled"}
+
+
+def test_scores_match_what_each_submission_did(graded_class):
+    """Full marks, zero, or zero only on the exercise a submission got wrong."""
+    for name, entry in graded_class["results"].items():
+        kind, tests = _kind(name), graded_class["results"][name]["tests"]
+        full = sum(t["max_score"] for t in tests)
+        if kind == "solution":
+            assert entry["score"] == full, (name, entry)
+        elif kind in ("blank", "corrupt"):
+            assert entry["score"] == 0, (name, entry)
+        else:
+            broken = {"wrong_ijk": "ijk", "loop_ikj": "ikj"}[kind]
+            mine = [t for t in tests if t["name"].startswith(broken + ":")]
+            others = [t for t in tests if not t["name"].startswith(broken + ":")]
+            assert all(t["score"] == t["max_score"] for t in others), (name, others)
+            assert any(t["score"] == 0 for t in mine), (name, mine)
+            if kind == "loop_ikj":  # the cell never finished, so matmul_ikj does not exist: every ikj test fails
+                assert all(t["score"] == 0 for t in mine)
+
+
+def test_feedback_explains_each_failure(graded_class):
+    out, rows = graded_class["out"], graded_class["rows"]
+    assert len(list((out / "feedback").glob("*.md"))) == 20
+    wrong = next(n for n in rows if _kind(n) == "wrong_ijk")
+    text = (out / "feedback" / f"{wrong}.md").read_text()
+    assert "ijk" in text and "shape" in text and "expected" in text
+    loop = next(n for n in rows if _kind(n) == "loop_ikj")
+    assert "did not finish within 10 s" in (out / "feedback" / f"{loop}.md").read_text()
+    corrupt = next(n for n in rows if _kind(n) == "corrupt")
+    assert "not valid notebook JSON" in (out / "feedback" / f"{corrupt}.md").read_text()
+    blank = next(n for n in rows if _kind(n) == "blank")
+    assert "not written yet" in (out / "feedback" / f"{blank}.md").read_text()
+
+
+def test_results_json_agrees_with_the_csv(graded_class):
+    for name, row in graded_class["rows"].items():
+        entry = graded_class["results"][name]
+        assert entry["score"] == float(row["total"]) and entry["max_score"] == float(row["max"])
+        for test in entry["tests"]:
+            assert float(row[test["name"]]) == test["score"] and test["score"] <= test["max_score"]
+
+
+def test_seconds_per_submission_is_reported(graded_class):
+    per_submission = graded_class["seconds"] / 20
+    print(f"\n[timing] 20 submissions of lab {LAB} with -j 2: {graded_class['seconds']:.0f} s "
+          f"({per_submission:.1f} s per submission, wall)")
+    assert "graded 20 submission(s)" in graded_class["stdout"]
