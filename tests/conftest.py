@@ -56,3 +56,20 @@ def course_copy(executed_course, tmp_path) -> Path:
     dest = tmp_path / "course"
     shutil.copytree(executed_course, dest)
     return dest
+
+
+def cells_with_role(nb, role: str) -> list:
+    """The code cells of a course notebook with this ``sweat`` role, in order."""
+    return [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("sweat", {}).get("role") == role]
+
+
+def lab_namespace(nb, name: str = "__main__") -> dict:
+    """Run a lab's setup and answer cells (not its measurements) in a fresh namespace, in quick mode."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SWEAT_QUICK", "1")
+        mp.setenv("MPLBACKEND", "Agg")
+        namespace: dict = {"__name__": name}
+        for cell in nb.cells:
+            if cell.cell_type == "code" and cell.metadata.get("sweat", {}).get("role") in ("setup", "answer"):
+                exec(compile(cell.source, f"<cell {cell.id}>", "exec"), namespace)
+        return namespace

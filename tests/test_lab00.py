@@ -11,23 +11,11 @@ import pytest
 from sweatlab import course as C
 from sweatlab.checks import LabChecks
 
-from conftest import REPO
+from conftest import REPO, cells_with_role as _cells, lab_namespace
 
 LAB = "00_measure"
 SOURCE = REPO / "solutions" / f"{LAB}.py"
 EXERCISES = ["time_it", "matmul_flops", "gflops", "kernel_cost", "attainable_gflops", "bound_by"]
-
-
-def _cells(nb, role):
-    return [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("sweat", {}).get("role") == role]
-
-
-def _namespace(nb) -> dict:
-    """Run the notebook's setup and answer cells (not its measurements) in a fresh namespace."""
-    ns: dict = {"__name__": "__lab00_test__"}
-    for cell in _cells(nb, "setup") + _cells(nb, "answer"):
-        exec(compile(cell.source, f"<cell {cell.id}>", "exec"), ns)
-    return ns
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +25,12 @@ def solution_nb():
 
 @pytest.fixture(scope="module")
 def solved(solution_nb, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SWEAT_QUICK", "1")
-        mp.setenv("MPLBACKEND", "Agg")
-        return _namespace(solution_nb)
+    return lab_namespace(solution_nb, "__lab00_test__")
 
 
 @pytest.fixture(scope="module")
 def blank(solution_nb):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SWEAT_QUICK", "1")
-        mp.setenv("MPLBACKEND", "Agg")
-        return _namespace(C.make_lab(solution_nb))
+    return lab_namespace(C.make_lab(solution_nb), "__lab00_test__")
 
 
 def _results(exercise, namespace):

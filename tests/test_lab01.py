@@ -12,24 +12,12 @@ from sweatlab import course as C
 from sweatlab.checks import LabChecks
 from sweatlab.checks.lab01_matmul import gamma
 
-from conftest import REPO
+from conftest import REPO, lab_namespace
 
 LAB = "01_matmul"
 SOURCE = REPO / "solutions" / f"{LAB}.py"
 EXERCISES = ["rtol", "ijk", "strides", "ikj", "rows", "numba_ikj", "tiled"]
 RECORD_KEYS = ["python_ijk", "python_ikj", "numpy_rows", "numba_ijk", "numba_ikj", "numba_tiled", "blas"]
-
-
-def _run_cells(nb, monkeypatch) -> dict:
-    """Execute the setup and answer cells of a notebook in quick mode; return their namespace."""
-    monkeypatch.setenv("SWEAT_QUICK", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    namespace: dict = {"__name__": "__main__"}
-    for cell in nb.cells:
-        role = cell.metadata.get("sweat", {}).get("role")
-        if cell.cell_type == "code" and role in ("setup", "answer"):
-            exec(compile(cell.source, f"<cell {cell.id}>", "exec"), namespace)
-    return namespace
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +27,12 @@ def solution():
 
 @pytest.fixture(scope="module")
 def solved(solution):
-    with pytest.MonkeyPatch.context() as mp:
-        return _run_cells(solution, mp)
+    return lab_namespace(solution)
 
 
 @pytest.fixture(scope="module")
 def blank(solution):
-    with pytest.MonkeyPatch.context() as mp:
-        return _run_cells(C.make_lab(solution), mp)
+    return lab_namespace(C.make_lab(solution))
 
 
 def _results(exercise: str, namespace: dict):
