@@ -21,7 +21,7 @@ from sweatlab.grading import grader, report
 from sweatlab.grading.notebook import SubmissionError, read_submission, reconstruct
 from sweatlab.grading.sandbox import Limits
 
-from conftest import FIXTURES, REPO
+from conftest import FIXTURES, REPO, skip_or_fail
 
 sys.path.insert(0, str(FIXTURES / "grading"))
 import checks_gradefix  # noqa: E402  registers the fixture lab's public tests
@@ -193,6 +193,24 @@ def test_the_machine_is_left_as_it_was(hostile_batch):
     assert set(_sandbox_leftovers()) <= before, "a sandbox folder or cgroup was left behind"
     assert sorted(p.name for p in out.iterdir()) == ["feedback", "grades.csv", "results.json"]
     assert not (REPO / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_learner_code_cannot_write_outside_its_sandbox(grading_course, tmp_path):
+    from sweatlab.grading import landlock
+
+    if not landlock.abi_version():
+        skip_or_fail("this kernel has no Landlock, so writes outside the sandbox are not blocked")
+    target = tmp_path / "planted.txt"
+    nb = _with_answer(grading_course, "ex-add", (
+        f"try:\n    open({str(target)!r}, 'w').write('x')\n    wrote = True\nexcept OSError:\n    wrote = False\n"
+        "open('inside.txt', 'w').write('fine')\n"
+        "def add(a, b):\n    return 5 if wrote else np.add(a, b)\n"))
+    path = tmp_path / "writer.ipynb"
+    nbformat.write(nb, path)
+    grade = grader.grade_submission(path, grading_course / "labs", LAB, LIMITS)
+    assert not target.exists(), "learner code wrote outside its sandbox"
+    assert grade.score == FULL and grade.cell_errors == []
 
 
 @pytest.mark.slow

@@ -89,6 +89,11 @@ def apply_limits() -> None:
 
 def main(in_fd: int, out_fd: int) -> None:
     apply_limits()
+    sandbox = os.environ.get("SWEAT_SANDBOX_DIR")
+    if sandbox:  # from here on, learner code can write only inside its sandbox folder (where Landlock exists)
+        from sweatlab.grading.landlock import restrict_writes
+
+        restrict_writes([sandbox])
     from IPython.core.interactiveshell import InteractiveShell
 
     from sweatlab.checks.core import EncodeError, decode, encode

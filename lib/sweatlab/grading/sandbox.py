@@ -37,6 +37,8 @@ except ImportError:  # Windows: limits other than time are not available
 
 import psutil
 
+from . import landlock
+
 CGROUP_PIDS_ROOTS = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")
 
 
@@ -101,7 +103,8 @@ class Child:
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="sweatlab-grade-"))
-        (self.workdir / "home").mkdir()
+        for sub in ("home", "work", "tmp"):  # cwd one level down: "../x" still lands in the sandbox
+            (self.workdir / sub).mkdir()
         self.cgroup = _make_pids_cgroup(self.limits.max_processes)
         limits = self.limits
         in_r, in_w = os.pipe()
@@ -109,7 +112,7 @@ class Child:
         threads = str(limits.threads)
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.workdir / "home"),
-            "TMPDIR": str(self.workdir), "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+            "TMPDIR": str(self.workdir / "tmp"), "SWEAT_SANDBOX_DIR": str(self.workdir), "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
             "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
             "NUMBA_NUM_THREADS": threads, "NUMBA_CACHE_DIR": str(self.workdir / "numba"),
             "SWEAT_QUICK": "1", "SWEAT_GRADING": "1", "SWEAT_RESULTS_DIR": str(self.workdir / "results"),
@@ -134,11 +137,13 @@ class Child:
             f"processes: {limits.max_processes} via a pids cgroup" if cgroup else
             (f"processes: {limits.max_processes} via RLIMIT_NPROC" if use_nproc else
              "processes: not limited (no writable cgroup here, and RLIMIT_NPROC does not bind root)"),
+            f"files: writes only inside the sandbox folder (Landlock ABI {abi})" if (abi := landlock.abi_version())
+            else "files: a fresh working folder, but writes elsewhere are not blocked (no Landlock here)",
         ]
         log = open(self.workdir / "fd-output.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sweatlab.grading.child", str(in_r), str(out_w)],
-            cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            cwd=self.workdir / "work", env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             pass_fds=(in_r, out_w), start_new_session=True, close_fds=True)
         log.close()
         if cgroup is not None:  # before the first request, so before any learner code runs
