@@ -9,7 +9,8 @@ Limits applied to the child (and everything it starts):
   is found and killed at the end), else ``RLIMIT_NPROC`` (counts per user, ignored for root);
 - output: the child's printing goes to a capped buffer; its file descriptors 1 and 2 go to a
   file capped by ``RLIMIT_FSIZE``;
-- files: a fresh temporary working directory that is also HOME and TMPDIR, removed after;
+- files: a fresh temporary folder holding the working directory, HOME and TMPDIR, removed
+  after; with Landlock (Linux 5.13+) the child cannot write anywhere else, root or not;
 - threads: one per library (OMP, MKL, OpenBLAS, numba, torch) unless the lab says otherwise.
 
 :attr:`Child.limit_notes` says which of these this machine could enforce.
