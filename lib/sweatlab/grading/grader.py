@@ -122,17 +122,18 @@ class Session:
 
     def revive(self) -> bool:
         """A fresh child with every cell that worked replayed (after a crash, kill or hang)."""
-        if self.restarts >= 5 or self.time_left() <= 0:
-            return False
-        self.restarts += 1
-        self._start()
-        for cell in list(self.ok_cells):
-            try:
-                self._run_cell(cell, record=False)
-            except ChildDied:
-                self.ok_cells.remove(cell)
-                self._start()
-        return True
+        while self.restarts < 5 and self.time_left() > 0:
+            self.restarts += 1
+            self._start()
+            for cell in list(self.ok_cells):
+                try:
+                    self._run_cell(cell, record=False)
+                except ChildDied:  # it worked once but not now: leave it out and replay again from the top
+                    self.ok_cells.remove(cell)
+                    break
+            else:
+                return True
+        return False
 
     def close(self) -> list[str]:
         notes = self.child.limit_notes if self.child else []

@@ -203,8 +203,8 @@ class Child:
         """Kill the child and every process it started (cgroup members, its session, its descendants)."""
         for _ in range(3):
             procs = self._processes()
-            if self.proc is not None and self.proc.poll() is None and hasattr(os, "killpg"):
-                try:
+            if self.proc is not None and hasattr(os, "killpg"):
+                try:  # the whole session: also forks whose parent (the child) has already exited
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
