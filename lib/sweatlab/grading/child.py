@@ -79,10 +79,15 @@ def apply_limits() -> None:
         import resource
     except ImportError:
         return
-    for name, key in (("RLIMIT_AS", "memory_bytes"), ("RLIMIT_FSIZE", "file_bytes"), ("RLIMIT_NPROC", "nproc")):
-        if spec.get(key) and hasattr(resource, name):
-            resource.setrlimit(getattr(resource, name), (spec[key], spec[key]))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    wanted = [("RLIMIT_AS", spec.get("memory_bytes")), ("RLIMIT_FSIZE", spec.get("file_bytes")),
+              ("RLIMIT_NPROC", spec.get("nproc")), ("RLIMIT_CORE", 0)]
+    for name, value in wanted:
+        if value is None or not hasattr(resource, name):
+            continue
+        try:
+            resource.setrlimit(getattr(resource, name), (value, value))
+        except (ValueError, OSError):  # e.g. macOS refuses some limits; the parent's watchdog still applies
+            pass
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the file cap fails instead of killing
 
