@@ -28,12 +28,15 @@ help:
 	@echo "make grade GRADE_ARGS='submissions/ -j 2'   grade submitted notebooks (see README)"
 	@echo "make profile  measure this machine: peaks, bandwidth, timer, sensors"
 
-# The install runs only when pyproject.toml changed since the last one.
-$(STAMP): pyproject.toml
+# The install runs only when pyproject.toml (or this Makefile) changed since the last one.
+$(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if (3, 10) <= v[:2] < (3, 14) else "Python 3.10-3.13 is needed (3.11 is tested); found %d.%d. Install Python 3.11 and run: make PYTHON=python3.11 lab" % v[:2])'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q $(PIP_ARGS) -e '.[test]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python 3 (Systems That Sweat)" >/dev/null
+	@# an offline course: JupyterLab neither fetches news nor checks for updates
+	@mkdir -p $(VENV)/share/jupyter/lab/settings
+	@echo '{"@jupyterlab/apputils-extension:notification": {"checkForUpdates": false, "fetchNews": "false"}}' > $(VENV)/share/jupyter/lab/settings/overrides.json
 	@touch $(STAMP)
 	@echo "Installed into $(VENV). Next time this step is skipped."
 

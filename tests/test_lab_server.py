@@ -170,3 +170,11 @@ def test_setup_is_skipped_when_nothing_changed():
         skip_or_fail("the course is not installed with `make`")
     # `make -q` exits 0 when the target is up to date: a second `make lab` installs nothing.
     assert subprocess.run(["make", "-q", ".venv/.sweat-installed"], cwd=REPO).returncode == 0
+
+
+def test_setup_keeps_jupyterlab_offline():
+    if not STAMP.exists():
+        skip_or_fail("the course is not installed with `make`")
+    overrides = json.loads((REPO / ".venv" / "share" / "jupyter" / "lab" / "settings" / "overrides.json").read_text())
+    notification = overrides["@jupyterlab/apputils-extension:notification"]
+    assert notification["fetchNews"] == "false" and notification["checkForUpdates"] is False
