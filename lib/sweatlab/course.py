@@ -484,8 +484,3 @@ def check_course(course: Course) -> list[CourseError]:
             problems.append(CourseError(src, "a lab source must be named NN_topic.py (e.g. 01_matmul.py)",
                                         "rename the file"))
     return problems
-
-
-def read_json(path: Path) -> dict:
-    """A notebook file as plain JSON (for tests and tools that do not need nbformat)."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
