@@ -34,7 +34,7 @@ def cmd_check(args) -> int:
 
 def cmd_build_labs(args) -> int:
     course = _course(args)
-    total = len(C._select(course, args.labs))
+    total = len(C.select_sources(course, args.labs))
     changed = C.build_labs(course, args.labs)
     for path in changed:
         print(f"wrote {path.relative_to(course.root)}")
@@ -44,7 +44,7 @@ def cmd_build_labs(args) -> int:
 
 def cmd_execute(args) -> int:
     course = _course(args)
-    for src in C._select(course, args.labs):
+    for src in C.select_sources(course, args.labs):
         started = time.perf_counter()
         out = C.execute_solution(course, src, quick=not args.full, timeout_s=args.timeout)
         print(f"executed {out.relative_to(course.root)} ({'full' if args.full else 'quick'} mode, "

@@ -296,14 +296,14 @@ def write_if_changed(path: Path, text: str) -> bool:
 def build_labs(course: Course, only: Iterable[str] = ()) -> list[Path]:
     """Regenerate ``labs/*.ipynb`` from the sources; returns the files that changed."""
     changed = []
-    for src in _select(course, only):
+    for src in select_sources(course, only):
         lab_path = course.lab_ipynb(src)
         if write_if_changed(lab_path, dumps(make_lab(load_source(src)))):
             changed.append(lab_path)
     return changed
 
 
-def _select(course: Course, only: Iterable[str]) -> list[Path]:
+def select_sources(course: Course, only: Iterable[str]) -> list[Path]:
     only = [o.removesuffix(".py").removesuffix(".ipynb").split("/")[-1] for o in only]
     sources = course.sources()
     if not only:
