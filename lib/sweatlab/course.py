@@ -304,6 +304,7 @@ def build_labs(course: Course, only: Iterable[str] = ()) -> list[Path]:
 
 
 def select_sources(course: Course, only: Iterable[str]) -> list[Path]:
+    """The sources named in ``only`` (``"01"``, ``"01_matmul"``, a path), or all when it is empty."""
     only = [o.removesuffix(".py").removesuffix(".ipynb").split("/")[-1] for o in only]
     sources = course.sources()
     if not only:
