@@ -58,6 +58,38 @@ def course_copy(executed_course, tmp_path) -> Path:
     return dest
 
 
+@pytest.fixture(scope="session")
+def grading_course(tmp_path_factory) -> Path:
+    """A course with the grading fixture lab (98_gradefix): its blank lab and ``solution.ipynb``."""
+    import nbformat
+
+    from sweatlab import course as C
+
+    root = tmp_path_factory.mktemp("grading") / "course"
+    shutil.copytree(FIXTURES / "grading", root, ignore=shutil.ignore_patterns("hidden", "__pycache__"))
+    (root / "pyproject.toml").write_text("")
+    (root / "labs").mkdir()
+    course = C.Course(root)
+    C.build_labs(course)
+    nbformat.write(C.load_source(course.sources()[0]), root / "solution.ipynb")
+    return root
+
+
+def grading_solution(root: Path):
+    """The grading fixture lab's solution notebook (a fresh copy to change)."""
+    import nbformat
+
+    return nbformat.read(root / "solution.ipynb", as_version=4)
+
+
+def solution_with_answer(root: Path, cell_id: str, source: str):
+    """The fixture solution with one answer cell's code replaced: a submission to grade."""
+    nb = grading_solution(root)
+    [cell] = [c for c in nb.cells if c.id == cell_id]
+    cell.source = source
+    return nb
+
+
 def cells_with_role(nb, role: str) -> list:
     """The code cells of a course notebook with this ``sweat`` role, in order."""
     return [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("sweat", {}).get("role") == role]

@@ -68,8 +68,9 @@ def test_one_row_per_submission_with_a_column_per_test(graded_class):
     rows = graded_class["rows"]
     assert len(rows) == 20
     columns = list(next(iter(rows.values())).keys())
-    assert columns[:4] == ["submission", "lab", "total", "max"] and columns[-2:] == ["seconds", "notes"]
-    exercises = {c.split(":")[0] for c in columns[4:-2]}
+    assert columns[:5] == ["submission", "file", "lab", "total", "max"]
+    assert columns[-3:] == ["seconds", "feedback", "notes"]
+    exercises = {c.split(":")[0] for c in columns[5:-3]}
     assert exercises == {"rtol", "ijk", "strides", "ikj", "rows", "numba_ikj", "tiled"}
 
 
@@ -84,8 +85,8 @@ def test_scores_match_what_each_submission_did(graded_class):
             assert entry["score"] == 0, (name, entry)
         else:
             broken = {"wrong_ijk": "ijk", "loop_ikj": "ikj"}[kind]
-            mine = [t for t in tests if t["name"].startswith(broken + ":")]
-            others = [t for t in tests if not t["name"].startswith(broken + ":")]
+            mine = [t for t in tests if t["tags"][0] == broken]
+            others = [t for t in tests if t["tags"][0] != broken]
             assert all(t["score"] == t["max_score"] for t in others), (name, others)
             assert any(t["score"] == 0 for t in mine), (name, mine)
             if kind == "loop_ikj":  # the cell never finished, so matmul_ikj does not exist: every ikj test fails
@@ -95,23 +96,26 @@ def test_scores_match_what_each_submission_did(graded_class):
 def test_feedback_explains_each_failure(graded_class):
     out, rows = graded_class["out"], graded_class["rows"]
     assert len(list((out / "feedback").glob("*.md"))) == 20
-    wrong = next(n for n in rows if _kind(n) == "wrong_ijk")
-    text = (out / "feedback" / f"{wrong}.md").read_text()
-    assert "ijk" in text and "shape" in text and "expected" in text
-    loop = next(n for n in rows if _kind(n) == "loop_ikj")
-    assert "did not finish within 10 s" in (out / "feedback" / f"{loop}.md").read_text()
-    corrupt = next(n for n in rows if _kind(n) == "corrupt")
-    assert "not valid notebook JSON" in (out / "feedback" / f"{corrupt}.md").read_text()
-    blank = next(n for n in rows if _kind(n) == "blank")
-    assert "not written yet" in (out / "feedback" / f"{blank}.md").read_text()
+
+    def feedback(kind: str) -> str:
+        row = next(r for n, r in rows.items() if _kind(n) == kind)
+        return (out / row["feedback"]).read_text(encoding="utf-8")
+
+    text = feedback("wrong_ijk")
+    assert "Exercise 2: the ijk loop in pure Python" in text and "shape" in text and "expected" in text
+    assert "did not finish within 10 s" in feedback("loop_ikj")
+    assert "not valid notebook JSON" in feedback("corrupt")
+    blank = feedback("blank")
+    assert blank.count("is not written yet") == 7, "one line per exercise, not one per test"
 
 
 def test_results_json_agrees_with_the_csv(graded_class):
     for name, row in graded_class["rows"].items():
         entry = graded_class["results"][name]
-        assert entry["score"] == float(row["total"]) and entry["max_score"] == float(row["max"])
+        assert entry["score"] == float(row["total"]) and sum(t["max_score"] for t in entry["tests"]) == float(row["max"])
         for test in entry["tests"]:
-            assert float(row[test["name"]]) == test["score"] and test["score"] <= test["max_score"]
+            column = f"{test['tags'][0]}: {test['name'].split(' — ', 1)[1]}"
+            assert float(row[column]) == test["score"] and test["score"] <= test["max_score"]
 
 
 def test_seconds_per_submission_is_reported(graded_class):

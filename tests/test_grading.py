@@ -19,9 +19,10 @@ import pytest
 from sweatlab import course as C
 from sweatlab.grading import grader, report
 from sweatlab.grading.notebook import SubmissionError, read_submission, reconstruct
-from sweatlab.grading.sandbox import Limits
+from sweatlab.grading.sandbox import RUN_TAG, SANDBOX_PREFIX, Limits, isolation
 
 from conftest import FIXTURES, REPO, skip_or_fail
+from conftest import grading_solution as _solution, solution_with_answer as _with_answer
 
 sys.path.insert(0, str(FIXTURES / "grading"))
 import checks_gradefix  # noqa: E402  registers the fixture lab's public tests
@@ -29,29 +30,6 @@ import checks_gradefix  # noqa: E402  registers the fixture lab's public tests
 LAB = "98_gradefix"
 FULL = 7.0
 LIMITS = Limits(cell_timeout_s=4, call_timeout_s=4, submission_timeout_s=90, memory_mb=1024, grace_s=2)
-
-
-@pytest.fixture(scope="module")
-def grading_course(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("grading") / "course"
-    shutil.copytree(FIXTURES / "grading", root, ignore=shutil.ignore_patterns("hidden", "__pycache__"))
-    (root / "pyproject.toml").write_text("")
-    (root / "labs").mkdir()
-    course = C.Course(root)
-    C.build_labs(course)
-    nbformat.write(C.load_source(course.sources()[0]), root / "solution.ipynb")
-    return root
-
-
-def _solution(root: Path) -> nbformat.NotebookNode:
-    return nbformat.read(root / "solution.ipynb", as_version=4)
-
-
-def _with_answer(root: Path, cell_id: str, source: str) -> nbformat.NotebookNode:
-    nb = _solution(root)
-    [cell] = [c for c in nb.cells if c.id == cell_id]
-    cell.source = source
-    return nb
 
 
 GOOD_ADD = "def add(a, b):\n    return np.add(a, b)\n"
@@ -94,6 +72,33 @@ HOSTILE = {
     "always_equal": (lambda r: _with_answer(r, "ex-add", (
         "class Anything(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n\n"
         "def add(a, b):\n    return Anything(0)\n")), 4, "cannot read"),
+    # the child cannot see the grader (its own PID namespace): getppid() is 0 there, and the kill
+    # reaches only the learner's own processes; the grader and the batch go on
+    "kill_parent": (lambda r: _with_answer(r, "ex-mean", (
+        "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n" + "def mean(x):\n    return sum(x) / len(x)\n")),
+        FULL, "7 / 7"),
+    "kill_everything": (lambda r: _with_answer(r, "ex-mean", (
+        "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\n"
+        "def mean(x):\n    return sum(x) / len(x)\n")), FULL, "7 / 7"),
+    # speed forged from inside: a slow "reference" in the notebook, a patched timer, a patched ratio
+    "forged_slow_reference": (lambda r: _with_answer(r, "ex-fast", (
+        "import time\ndef total_loop(x):\n    time.sleep(0.05)\n    return float(sum(x))\n\n"
+        "def total_fast(x):\n    s = 0.0\n    for v in x:\n        s += v\n    return s\n")), FULL - 1,
+        "at least 2x faster"),
+    "forged_patched_timing": (lambda r: _with_answer(r, "ex-fast", (
+        "import sweatlab.timing, sweatlab.checks.core as core\n"
+        "sweatlab.timing.compare = lambda *a, **k: type('R', (), {'ratio': 42.0})()\n"
+        "core.Tester.speed_ratio = lambda self, *a, **k: 42.0\n"
+        "def total_fast(x):\n    s = 0.0\n    for v in x:\n        s += v\n    return s\n")), FULL - 1,
+        "at least 2x faster"),
+    # fast only because it is wrong on the large, timed inputs
+    "forged_fast_but_wrong": (lambda r: _with_answer(r, "ex-fast", (
+        "def total_fast(x):\n    return 0.0 if len(x) > 5000 else float(np.sum(np.asarray(x)))\n")), FULL - 1,
+        "total_fast (warm-up): the sum of 100000 numbers: expected"),
+    # a setsid daemon that holds the answer pipe and burns the CPU must not hold up the batch
+    "setsid_daemon": (lambda r: _with_answer(r, "ex-add", (
+        "import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        while True:\n            pass\n"
+        "    os._exit(0)\n" + GOOD_ADD)), FULL, "7 / 7"),
 }
 
 
@@ -141,27 +146,36 @@ HOSTILE.update({
 })
 
 
-def _child_processes() -> list[psutil.Process]:
+def _child_processes(tag: str = RUN_TAG) -> list[psutil.Process]:
+    """Processes of this test run's grading only (another grading on the machine is none of ours)."""
     found = []
     for p in psutil.process_iter(["cmdline"]):
-        if "sweatlab.grading.child" in " ".join(p.info["cmdline"] or []):
-            found.append(p)
+        try:
+            if tag in " ".join(p.info["cmdline"] or []) or p.environ().get("SWEAT_GRADER_RUN") == tag:
+                found.append(p)
+        except psutil.Error:
+            pass
     return found
 
 
-def _sandbox_leftovers() -> list[str]:
+def _sandbox_leftovers(prefix: str = SANDBOX_PREFIX) -> list[str]:
     import tempfile
 
-    left = [str(p) for p in Path(tempfile.gettempdir()).glob("sweatlab-grade-*")]
-    for root in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup"):
-        left += [str(p) for p in Path(root).glob("sweatlab-grade-*")] if Path(root).is_dir() else []
+    left = [str(p) for p in Path(tempfile.gettempdir()).glob(f"{prefix}*")]
+    for root in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup"):
+        left += [str(p) for p in Path(root).glob(f"{prefix}*")] if Path(root).is_dir() else []
     return left
+
+
+NEEDS_ISOLATION = {"kill_parent", "kill_everything"}
 
 
 @pytest.fixture(scope="module")
 def hostile_batch(grading_course, tmp_path_factory):
     folder = tmp_path_factory.mktemp("submissions")
     for name, (make, _, _) in HOSTILE.items():
+        if name in NEEDS_ISOLATION and not isolation().namespaces:
+            continue  # without a PID namespace it would kill this test process
         made = make(grading_course)
         with warnings.catch_warnings():  # duplicated cells carry duplicate ids on purpose
             warnings.simplefilter("ignore")
@@ -169,8 +183,8 @@ def hostile_batch(grading_course, tmp_path_factory):
         (folder / f"{name}.ipynb").write_text(text)
     before = set(_sandbox_leftovers())
     out = tmp_path_factory.mktemp("out")
-    grades = grader.grade_batch(grader.submission_files([folder]), grading_course / "labs", LAB, LIMITS, jobs=2)
-    report.write_outputs(grades, out)
+    grades = grader.grade_batch([folder], grading_course / "labs", LAB, LIMITS, jobs=2, out_dir=out)
+    report.rebuild(out)
     return {g.name: g for g in grades}, out, before
 
 
@@ -178,9 +192,11 @@ def hostile_batch(grading_course, tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_each_hostile_submission_gets_its_score_and_a_clear_message(hostile_batch, name):
     grades, out, _ = hostile_batch
+    if name in NEEDS_ISOLATION and not isolation().namespaces:
+        skip_or_fail("no PID namespace here: the grader cannot keep a submission from signalling it")
     _, expected, phrase = HOSTILE[name]
     grade = grades[name]
-    feedback = (out / "feedback" / f"{name}.md").read_text()
+    feedback = (out / "feedback" / f"{grade.key}.md").read_text()
     assert grade.score == expected, feedback
     assert phrase in feedback, feedback
     assert grade.max_score == FULL
@@ -191,7 +207,8 @@ def test_the_machine_is_left_as_it_was(hostile_batch):
     grades, out, before = hostile_batch
     assert _child_processes() == [], "a learner's process outlived the grader"
     assert set(_sandbox_leftovers()) <= before, "a sandbox folder or cgroup was left behind"
-    assert sorted(p.name for p in out.iterdir()) == ["feedback", "grades.csv", "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["feedback", "graded", "grades.csv", "reflections.md",
+                                                     "results.json"]
     assert not (REPO / "results.json").exists()
 
 
@@ -216,15 +233,16 @@ def test_learner_code_cannot_write_outside_its_sandbox(grading_course, tmp_path)
 @pytest.mark.slow
 def test_outputs_csv_feedback_and_gradescope_json(hostile_batch):
     grades, out, _ = hostile_batch
-    rows = list(csv.DictReader(open(out / "grades.csv")))
-    assert len(rows) == len(HOSTILE)
+    rows = list(csv.DictReader(open(out / "grades.csv", encoding="utf-8")))
+    assert len(rows) == len(grades)
     by_name = {r["submission"]: r for r in rows}
     assert by_name["good"]["total"] == "7" and by_name["empty"]["total"] == "0"
     assert by_name["good"]["add: adds two integers"] == "1"
     results = json.loads((out / "results.json").read_text())["submissions"]
     good = results["good"]
-    assert good["score"] == 7 and good["max_score"] == 7
-    assert {t["name"] for t in good["tests"]} >= {"add: adds two integers", "fast: fast is faster"}
+    assert good["score"] == 7 and sum(t["max_score"] for t in good["tests"]) == 7
+    names = " | ".join(t["name"] for t in good["tests"])
+    assert "Exercise 1: adding numbers and arrays" in names and "fast is faster" in names
     assert all(set(t) >= {"name", "score", "max_score", "output"} for t in good["tests"])
     fake = results["fake_results"]
     assert fake["score"] == 4, "printed or written fake scores must earn nothing"
@@ -246,7 +264,7 @@ def test_hidden_tests_count_and_never_show_their_source(grading_course, tmp_path
     hidden = [r for r in grade.results if r.name == "mean of negative and fractional values"]
     assert hidden and not hidden[0].passed and grade.max_score == FULL + 1
     report.write_outputs([grade], tmp_path / "out")
-    text = (tmp_path / "out" / "feedback" / "98_gradefix_student.md").read_text()
+    text = (tmp_path / "out" / "feedback" / f"{grade.key}.md").read_text()
     assert "mean of negative and fractional values" in text and "divide by the number of values" in text
     assert "SECRET_CASE_MARKER" not in text and "-3.5" not in text
 

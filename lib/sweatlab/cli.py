@@ -133,26 +133,92 @@ def cmd_grade(args) -> int:
     from .grading.sandbox import Limits
 
     course = _course(args)
-    limits = Limits(cell_timeout_s=args.cell_timeout, submission_timeout_s=args.timeout, memory_mb=args.memory)
+    limits = Limits(cell_timeout_s=args.cell_timeout, submission_timeout_s=args.timeout, memory_mb=args.memory,
+                    disk_mb=args.disk)
+    lab = None
+    if args.lab:
+        try:
+            lab = grader.resolve_lab(args.lab, course.labs)
+        except ValueError as exc:
+            print(f"grade: {exc}", file=sys.stderr)
+            return 2
     if args.hidden:
-        n = grader.load_hidden_tests(Path(args.hidden))
+        try:
+            n = grader.load_hidden_tests(Path(args.hidden))
+        except (FileNotFoundError, SyntaxError, ImportError) as exc:
+            print(f"grade: cannot load the hidden tests in {args.hidden}: {exc}", file=sys.stderr)
+            return 2
         print(f"hidden tests: {n} loaded from {args.hidden}")
     if args.selftest:
         return _selftest(course, limits, args.jobs)
-    files = grader.submission_files(args.submissions)
-    if not files:
+    if args.manual and not Path(args.manual).is_file():
+        print(f"grade: no manual-scores file {args.manual}", file=sys.stderr)
+        return 2
+    subs = grader.discover(args.submissions)
+    if args.gradescope_json:
+        subs = [s for s in subs if s.path.suffix == ".ipynb"] or subs
+    if not subs:
+        if args.gradescope_json:
+            _write_gradescope(Path(args.gradescope_json), None, [])
+            print(f"grade: no notebook in the submission; wrote {args.gradescope_json} with a score of 0")
+            return 0
         print("grade: no submissions given (name files or folders), or use --selftest")
         return 2
+    out = Path(args.out)
     started = time.perf_counter()
-    grades = grader.grade_batch(files, course.labs, args.lab, limits, args.jobs)
-    paths = report.write_outputs(grades, Path(args.out))
-    for g in grades:
+    shown = []
+
+    def progress(g, reused: bool) -> None:
+        if not reused and g.limit_notes and not shown:
+            shown.append(True)
+            print("limits enforced on each submission (this machine):")
+            for note in g.limit_notes:
+                print(f"  - {note}")
         print(f"{g.name:<32} {g.lab or '?':<14} {g.score:6g} / {g.max_score:<6g} {g.seconds:6.1f} s"
-              + (f"  ({g.notes[0].splitlines()[0]})" if g.notes else ""))
+              + ("  (unchanged since last graded: kept)" if reused else
+                 (f"  ({g.notes[0].splitlines()[0]})" if g.notes else "")), flush=True)
+
+    interrupted = False
+    try:
+        graded = grader.grade_batch(subs, course.labs, lab, limits, args.jobs, out_dir=out, resume=args.resume,
+                                    progress=progress)
+    except KeyboardInterrupt:
+        interrupted, graded = True, []
+    all_grades, paths = report.rebuild(out, Path(args.manual) if args.manual else None)
+    for problem in paths.get("problems", []):
+        print(f"note: {problem}")
     took = time.perf_counter() - started
-    print(f"graded {len(grades)} submission(s) in {took:.1f} s with -j {args.jobs}; wrote {paths['csv']}, "
-          f"{paths['feedback']}/, {paths['results']}")
+    if interrupted:
+        print(f"interrupted: every learner process was stopped; {len(all_grades)} graded submission(s) kept in "
+              f"{out}/graded and the class files rebuilt from them. Run the same command with --resume to grade "
+              "the rest.")
+        return 130
+    if args.gradescope_json:
+        _write_gradescope(Path(args.gradescope_json), max(graded, key=lambda g: g.score, default=None), graded)
+    print(f"graded {len(graded)} submission(s) in {took:.1f} s with -j {args.jobs}; the class files hold "
+          f"{len(all_grades)}: wrote {paths['csv']}, {paths['feedback']}/, {paths['results']}"
+          + (f", {paths['reflections']}" if "reflections" in paths else ""))
     return 0
+
+
+def _write_gradescope(path: Path, grade, graded: list) -> None:
+    """Gradescope's results.json for one learner: the best of the notebooks they uploaded."""
+    import json
+
+    from .grading import report
+
+    if grade is None:
+        data = {"score": 0.0, "output": "No notebook (.ipynb) was found in your submission: upload the lab's "
+                                        ".ipynb file (File > Download in JupyterLab) and submit again.",
+                "output_format": "md", "tests": []}
+    else:
+        data = report.gradescope(grade)
+        others = [g.name for g in graded if g is not grade]
+        if others:
+            data["output"] = (data.get("output", "") + "\n\nYou uploaded several files; the best one was graded"
+                              f" ({grade.name}), not: {', '.join(others)}.").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
 
 
 def _selftest(course: C.Course, limits, jobs: int) -> int:
@@ -189,6 +255,26 @@ def _selftest(course: C.Course, limits, jobs: int) -> int:
                 print(f"       {e.splitlines()[0]}")
     print(f"selftest: {len(grades) - failures} passed, {failures} failed")
     return 1 if failures else 0
+
+
+def cmd_gradescope(args) -> int:
+    """Write Gradescope's autograder zip for one lab: setup.sh, run_autograder, the library, the lab."""
+    from .grading import gradescope
+
+    course = _course(args)
+    try:
+        lab = gradescope.resolve_lab(course.labs, args.lab)
+        out = gradescope.build_autograder(course.root, lab, Path(args.hidden) if args.hidden else None,
+                                          Path(args.out), args.pip_args)
+    except gradescope.AutograderError as exc:
+        print(f"gradescope: {exc}", file=sys.stderr)
+        return 2
+    size = out.stat().st_size
+    shown = f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{max(size // 1024, 1)} KiB"
+    hidden = f", hidden tests from {args.hidden}" if args.hidden else ", no hidden tests"
+    print(f"wrote {out} ({shown}): lab {lab}{hidden}")
+    print("upload it on Gradescope: the assignment's Configure Autograder page, Ubuntu base image")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,16 +314,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("grade", help="grade submitted notebooks: grades.csv, feedback/, results.json")
     p.add_argument("submissions", nargs="*", help="notebook files, or folders of them")
-    p.add_argument("--lab", help="the lab, e.g. 01_matmul (default: from each file's name or content)")
+    p.add_argument("--lab", help="the lab: its number (01), a unique prefix, or its name 01_matmul "
+                                 "(default: from each file's name or content)")
     p.add_argument("--hidden", help="folder of the instructor's hidden tests (*.py)")
     p.add_argument("--timeout", type=float, default=600, help="seconds per submission (default 600)")
     p.add_argument("--cell-timeout", type=float, default=60, help="seconds per cell (default 60)")
     p.add_argument("--memory", type=int, default=2048, help="MB of memory per submission (default 2048)")
     p.add_argument("-j", "--jobs", type=int, default=1, help="submissions graded at once (default 1)")
-    p.add_argument("--out", default="grading-out", help="output folder (default grading-out)")
+    p.add_argument("--disk", type=int, default=512, help="MB of files a submission may write (default 512)")
+    p.add_argument("--out", default="grading-out", help="output folder (default grading-out); each result is "
+                                                       "saved in OUT/graded/ as soon as it is graded")
+    p.add_argument("--resume", action="store_true",
+                   help="skip submissions already graded in OUT with the same file and tests")
+    p.add_argument("--manual", help="CSV of scores marked by hand: a 'submission' column, then 'item (max N)' "
+                                    "columns; merged into the totals")
+    p.add_argument("--gradescope-json", help="also write Gradescope's results.json for this one learner here")
     p.add_argument("--selftest", action="store_true",
                    help="check every lab: the solution scores full marks and the blank lab zero")
     p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("gradescope", help="write a Gradescope autograder zip for one lab (see README)")
+    p.add_argument("lab", help="the lab: its number (01), its name (01_matmul) or a unique prefix")
+    p.add_argument("--hidden", help="folder of the instructor's hidden tests (*.py) to grade with")
+    p.add_argument("--out", default="autograder.zip", help="the zip to write (default autograder.zip)")
+    p.add_argument("--pip-args", default="", help="extra pip arguments for setup.sh, e.g. an extra index "
+                                                  "of CPU-only torch wheels")
+    p.set_defaults(func=cmd_gradescope)
 
     p = sub.add_parser("profile", help="measure this machine: peaks, bandwidth, timer, SIMD, sensors "
                                        "(options: --out DIR, --quick)")

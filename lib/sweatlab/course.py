@@ -37,7 +37,7 @@ BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 SOLUTION_TAG = "solution"
 CHECK_OUTPUT_TAG = "nbval-check-output"
-ROLES = ("answer", "check", "setup", "prose", "demo")
+ROLES = ("answer", "check", "setup", "prose", "demo", "reflection")
 KERNEL_NAME = "systems-that-sweat"
 KERNEL_SPEC = {
     "display_name": "Python 3 (Systems That Sweat)",
@@ -195,7 +195,7 @@ def load_source(path: Path | str) -> nbformat.NotebookNode:
         else:
             offset += 1
             cid = f"{current}__{offset}"
-            if role in ("answer", "check"):
+            if role in ("answer", "check", "reflection"):
                 raise CourseError(problem=f"a {role} cell needs an author-chosen id (the grader finds "
                                           "learners' answers by it)",
                                   fix=f'add sweat={{"id": "ex-...", "role": "{role}"}} to its # %% line',
@@ -208,6 +208,9 @@ def load_source(path: Path | str) -> nbformat.NotebookNode:
         pos["cell_id"] = cid
         source = cell.source
         has_marker = any(m in source for m in (BEGIN, END)) or bool(_NEAR_MARKER_RE.search(source))
+        if role == "reflection" and cell.cell_type != "markdown":
+            raise CourseError(problem="a reflection cell must be a markdown cell (the learner writes prose in it)",
+                              fix="start it with '# %% [markdown]'", **pos)
         if cell.cell_type != "code":
             if has_marker:
                 raise CourseError(problem=f"solution marker in a {cell.cell_type} cell",

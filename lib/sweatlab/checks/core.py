@@ -18,8 +18,11 @@ anything never reaches a comparison: it cannot be encoded.
 
 from __future__ import annotations
 
+import base64
 import importlib
+import statistics
 import sys
+import time
 import traceback
 import zlib
 from dataclasses import dataclass, field
@@ -39,17 +42,94 @@ class EncodeError(TypeError):
     """A learner's function returned something a check cannot read."""
 
 
+MAX_RANDOM_ELEMENTS = 2 ** 26
+
+
+@dataclass(frozen=True)
+class RandomArray:
+    """A random array given by its recipe: a timed call sends the seed, not megabytes of data.
+
+    Both sides make the same array from it (:meth:`materialize`), so the trusted side checks a
+    result against inputs it made itself, while the request it times stays a few bytes long.
+    """
+
+    seed: int
+    shape: tuple[int, ...]
+    dtype: str = "float64"
+    low: float = 0.0
+    high: float = 1.0
+
+    def materialize(self) -> np.ndarray:
+        if self.dtype not in ("float32", "float64"):
+            raise EncodeError(f"a random array of dtype {self.dtype!r}: use float32 or float64")
+        if not all(type(n) is int and n >= 0 for n in self.shape) or \
+                int(np.prod(self.shape, dtype=np.int64)) > MAX_RANDOM_ELEMENTS:
+            raise EncodeError("a random array with an invalid or too large shape")
+        x = np.random.default_rng(int(self.seed)).random(tuple(self.shape), dtype=self.dtype)
+        x *= x.dtype.type(self.high - self.low)
+        x += x.dtype.type(self.low)
+        return x
+
+    @classmethod
+    def fresh(cls, rng: np.random.Generator, shape: tuple[int, ...], dtype: str = "float64", low: float = 0.0,
+              high: float = 1.0) -> "RandomArray":
+        """A new recipe drawn from ``rng`` (each timed round gets its own)."""
+        return cls(int(rng.integers(2 ** 62)), tuple(int(n) for n in shape), dtype, float(low), float(high))
+
+
+@dataclass(frozen=True)
+class Digest:
+    """A result reduced to one number: the sum of its entries times random weights drawn from ``seed``.
+
+    A timed call returns this instead of the whole array, so that what the trusted side times is
+    the kernel, not the transfer of its result. Any wrong entry moves the weighted sum (the
+    weights are fresh each round and positive), so a check of the digest is still a check of
+    every entry, within the same tolerance: :meth:`Tester.expect_close` compares a digest with the
+    digest of the expected array.
+    """
+
+    value: float
+    shape: tuple[int, ...]
+    seed: int
+
+    @staticmethod
+    def weights(seed: int, shape: tuple[int, ...]) -> np.ndarray:
+        """Weights in [0.5, 1.5), float64, made from the seed the same way on both sides."""
+        w = np.random.default_rng(int(seed)).random(int(np.prod(shape, dtype=np.int64)), dtype=np.float32)
+        return (w.astype(np.float64) + 0.5).reshape(tuple(shape))
+
+    @classmethod
+    def of(cls, value: Any, seed: int) -> "Digest | float":
+        """The digest of a result (anything :func:`encode` accepts that holds numbers); a single number
+        is small already and comes back as itself."""
+        if type(value) is np.ndarray and value.dtype.name in _NUMERIC_DTYPES:  # the common case, without a copy
+            array = value
+        else:
+            array = np.asarray(decode(encode(value)), dtype=np.float64)
+        if array.ndim == 0:
+            return float(array)
+        w = cls.weights(seed, array.shape)
+        flat = np.ascontiguousarray(array).reshape(-1).astype(np.float64, copy=False)
+        return cls(float(np.dot(flat, w.reshape(-1))), tuple(array.shape), int(seed))
+
+
 def encode(value: Any, _depth: int = 0) -> Any:
     """Plain, JSON-able data for ``value``; exact built-in types only (subclasses are refused).
 
-    numpy arrays become ``{"__ndarray__": nested list, "dtype": str, "shape": list}``; numpy
-    and torch scalars become Python numbers; torch tensors become arrays.
+    numpy arrays become ``{"__ndarray__": base64 of the little-endian bytes, "dtype": str,
+    "shape": list}`` (exact, and fast enough that a timed call is not a timed JSON encoder);
+    numpy and torch scalars become Python numbers; torch tensors become arrays.
     """
     if _depth > 20:
         raise EncodeError("the result is nested more than 20 levels deep")
     kind = type(value)
     if value is None or kind in (bool, int, float, str):
         return value
+    if kind is Digest:
+        return {"__digest__": value.value, "shape": list(value.shape), "seed": value.seed}
+    if kind is RandomArray:
+        return {"__random__": {"seed": value.seed, "shape": list(value.shape), "dtype": value.dtype,
+                               "low": value.low, "high": value.high}}
     if kind in (list, tuple):
         return [encode(v, _depth + 1) for v in value]
     if kind is dict:
@@ -65,7 +145,9 @@ def encode(value: Any, _depth: int = 0) -> Any:
         array = np.asarray(value).view(np.ndarray)
         if array.dtype.name not in _NUMERIC_DTYPES:
             raise EncodeError(f"an array of dtype {array.dtype} cannot be checked; return numbers")
-        return {"__ndarray__": np.ndarray.tolist(array), "dtype": array.dtype.name, "shape": list(array.shape)}
+        little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+        return {"__ndarray__": base64.b64encode(little.tobytes()).decode("ascii"), "dtype": array.dtype.name,
+                "shape": list(array.shape)}
     raise EncodeError(f"returned a {kind.__name__}, which a check cannot read; "
                       "return a number, a string, a list, a dict or a numpy array")
 
@@ -75,11 +157,34 @@ def decode(value: Any) -> Any:
     if isinstance(value, list):
         return [decode(v) for v in value]
     if isinstance(value, dict):
+        if "__digest__" in value:
+            try:
+                return Digest(float(value["__digest__"]), tuple(int(n) for n in value["shape"]), int(value["seed"]))
+            except (KeyError, TypeError, ValueError):
+                raise EncodeError("an unreadable digest") from None
+        if "__random__" in value:
+            spec = value["__random__"]
+            try:
+                recipe = RandomArray(int(spec["seed"]), tuple(spec["shape"]), str(spec["dtype"]),
+                                     float(spec["low"]), float(spec["high"]))
+            except (KeyError, TypeError, ValueError):
+                raise EncodeError("an unreadable random-array recipe") from None
+            return recipe.materialize()
         if "__ndarray__" in value:
             dtype = value.get("dtype")
             if dtype not in _NUMERIC_DTYPES:
                 raise EncodeError(f"unexpected array dtype {dtype!r}")
-            return np.array(value["__ndarray__"], dtype=dtype).reshape(value["shape"])
+            shape = value.get("shape")
+            if not (isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)):
+                raise EncodeError("an array without a valid shape")
+            data = value["__ndarray__"]
+            if isinstance(data, list):  # the older nested-list form
+                return np.array(data, dtype=dtype).reshape(shape)
+            raw = base64.b64decode(str(data), validate=True)
+            want = np.dtype(dtype).newbyteorder("<")
+            if len(raw) != want.itemsize * int(np.prod(shape, dtype=np.int64)):
+                raise EncodeError("an array whose data does not match its shape")
+            return np.frombuffer(raw, dtype=want).astype(dtype).reshape(shape)
         return {k: decode(v) for k, v in value.items()}
     return value
 
@@ -102,11 +207,18 @@ class LearnerError(Exception):
 
 
 class Runner(Protocol):
-    """Calls a learner's function by name with encoded arguments; returns the encoded result."""
+    """Calls a learner's function by name with encoded arguments; returns the encoded result.
+
+    ``timed_call`` does the same and also returns the seconds the call took, measured by the
+    runner's own clock around the request: in the grader that is the trusted process, and
+    ``reference=True`` runs the function from the pristine lab, never from the submission. With
+    ``digest`` (a seed), the result comes back as its :class:`Digest`.
+    """
 
     def call(self, func: str, args: list, kwargs: dict) -> Any: ...
 
-    def speed_ratio(self, fast: str, slow: str, args: list, kwargs: dict, rounds: int) -> float: ...
+    def timed_call(self, func: str, args: list, kwargs: dict, reference: bool = False,
+                   digest: int | None = None) -> tuple[Any, float]: ...
 
 
 def learner_traceback(exc: BaseException, filename_hint: str = "<") -> str:
@@ -133,27 +245,23 @@ class InProcessRunner:
         return fn
 
     def call(self, func: str, args: list, kwargs: dict) -> Any:
+        return self.timed_call(func, args, kwargs)[0]
+
+    def timed_call(self, func: str, args: list, kwargs: dict, reference: bool = False,
+                   digest: int | None = None) -> tuple[Any, float]:
+        """The call and its wall time (in a notebook the reference is the notebook's own function)."""
         fn = self._lookup(func)
+        a, k = decode(args), decode(kwargs)
         try:
-            result = fn(*decode(args), **decode(kwargs))
+            start = time.perf_counter()
+            result = fn(*a, **k)
+            seconds = time.perf_counter() - start
         except Exception as exc:  # the learner's error becomes a failed test, not a crash
             raise LearnerError(func, type(exc).__name__, str(exc), learner_traceback(exc)) from None
         try:
-            return encode(result)
+            return encode(Digest.of(result, digest) if digest is not None else result), seconds
         except EncodeError as exc:
             raise LearnerError(func, "a result that cannot be checked", str(exc)) from None
-
-    def speed_ratio(self, fast: str, slow: str, args: list, kwargs: dict, rounds: int = 7) -> float:
-        """median over interleaved rounds of time(slow) / time(fast), both called on the same inputs."""
-        from ..timing import compare
-
-        f, s = self._lookup(fast), self._lookup(slow)
-        a, k = decode(args), decode(kwargs)
-        try:
-            result = compare(lambda: s(*a, **k), lambda: f(*a, **k), min_pairs=rounds)
-        except Exception as exc:
-            raise LearnerError(fast, type(exc).__name__, str(exc), learner_traceback(exc)) from None
-        return float(result.ratio)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,6 +300,7 @@ class Tester:
 
     def __init__(self, runner: Runner, test_name: str):
         self.runner, self.test_name = runner, test_name
+        self.metrics: dict[str, float] = {}
 
     def rng(self, salt: int = 0) -> np.random.Generator:
         """A generator seeded from the test's name: the same inputs on every run and machine."""
@@ -201,9 +310,38 @@ class Tester:
         """Call the learner's ``func`` with these arguments; returns plain data (arrays as numpy)."""
         return decode(self.runner.call(func, encode(list(args)), encode(kwargs)))
 
-    def speed_ratio(self, fast: str, slow: str, *args: Any, rounds: int = 7, **kwargs: Any) -> float:
-        """How many times faster ``fast`` runs than ``slow`` on these inputs (measured where the code runs)."""
-        return self.runner.speed_ratio(fast, slow, encode(list(args)), encode(kwargs), rounds)
+    def speed_ratio(self, fast: str, reference: str, make_inputs: Callable[[np.random.Generator], tuple],
+                    check: Callable[[Any, tuple, str], None], rounds: int = 7) -> float:
+        """How many times faster the learner's ``fast`` runs than the lab's ``reference``: the median
+        over ``rounds`` of time(reference) / time(fast).
+
+        Each round makes fresh inputs with ``make_inputs(rng)`` (so no result can be cached; return
+        :class:`RandomArray` recipes for large arrays, so that a request is not mostly data), calls
+        both functions on them in alternating order, and checks each result with
+        ``check(result, inputs, what)`` (which raises :class:`CheckFailure`): a fast wrong answer
+        earns nothing. The result arrives as a :class:`Digest` (fresh weights each round), which
+        ``Tester.expect_close(result, expected, ...)`` checks like the whole array. One untimed, checked round first lets compilers warm up. The runner times
+        the calls: in the grader the trusted process, around each request it sends, with the
+        reference taken from the pristine lab.
+        """
+        ratios = []
+        for round_ in range(rounds + 1):
+            inputs = tuple(make_inputs(self.rng(10_000 + round_)))
+            encoded = encode(list(inputs))
+            plain = tuple(x.materialize() if isinstance(x, RandomArray) else x for x in inputs)
+            order = ((fast, False), (reference, True)) if round_ % 2 else ((reference, True), (fast, False))
+            seconds = {}
+            digest = int(self.rng(20_000 + round_).integers(2 ** 62))
+            for func, is_reference in order:
+                value, took = self.runner.timed_call(func, encoded, {}, reference=is_reference, digest=digest)
+                label = "the lab's reference " + func if is_reference else func
+                check(decode(value), plain, f"{label} in timed round {round_}" if round_ else f"{label} (warm-up)")
+                seconds[is_reference] = max(took, 1e-9)
+            if round_:
+                ratios.append(seconds[True] / seconds[False])
+        ratio = float(statistics.median(ratios))
+        self.metrics[f"speed-up of {fast}"] = round(ratio, 3)
+        return ratio
 
     @staticmethod
     def expect_equal(got: Any, want: Any, what: str, hint: str = "") -> None:
@@ -219,6 +357,17 @@ class Tester:
     @staticmethod
     def expect_close(got: Any, want: Any, what: str, rtol: float = 1e-6, atol: float = 0.0, hint: str = "") -> None:
         want_a = np.asarray(want, dtype=np.float64)
+        if isinstance(got, Digest):
+            if got.shape != want_a.shape:
+                raise CheckFailure(what, f"shape {want_a.shape}", f"shape {got.shape}",
+                                   hint or "check the shape of what you return")
+            w = Digest.weights(got.seed, want_a.shape)
+            expected = float(np.sum(want_a * w))
+            bound = rtol * float(np.sum(np.abs(want_a) * w)) + atol * float(np.sum(w))
+            if not abs(got.value - expected) <= bound:  # NaN fails too
+                raise CheckFailure(what, f"every entry within rtol={rtol:g} (checked as a random-weighted sum: "
+                                         f"{expected:.9g})", f"a weighted sum of {got.value:.9g}", hint)
+            return
         try:
             got_a = np.asarray(got, dtype=np.float64)
         except (TypeError, ValueError):
@@ -270,6 +419,8 @@ class TestResult:
     message: str = ""
     traceback: str = ""
     not_written: bool = False
+    hidden: bool = False
+    metrics: dict = field(default_factory=dict)
 
 
 REGISTRY: dict[str, list[TestSpec]] = {}
@@ -296,22 +447,31 @@ def hidden_test(lab: str, exercise: str, points: float = 1.0, name: str | None =
 
 
 def load_lab_tests(lab: str) -> list[TestSpec]:
-    """The public tests of ``lab`` (e.g. ``"01_matmul"``), importing ``sweatlab.checks.labNN_topic``."""
-    if lab not in REGISTRY:
+    """The public tests of ``lab`` (e.g. ``"01_matmul"``), importing ``sweatlab.checks.labNN_topic``.
+
+    The module is imported whatever the registry already holds: hidden tests loaded first
+    register under the same lab, and must not stand in for its public tests. A lab whose tests
+    are registered by other means (a test fixture) and that has no module is fine too.
+    """
+    name = f"sweatlab.checks.lab{lab}"
+    if name not in sys.modules:
         try:
-            importlib.import_module(f"sweatlab.checks.lab{lab}")
+            importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != f"sweatlab.checks.lab{lab}":
+            if exc.name != name:
                 raise
-            raise KeyError(f"no checks for lab {lab!r}") from None
+            if not any(not t.hidden for t in REGISTRY.get(lab, [])):
+                raise KeyError(f"no checks for lab {lab!r}") from None
     return [t for t in REGISTRY.get(lab, []) if not t.hidden]
 
 
 def run_test(spec: TestSpec, runner: Runner) -> TestResult:
     """Run one test; every outcome (pass, failure, learner error, broken test) is a TestResult."""
-    base = dict(lab=spec.lab, exercise=spec.exercise, name=spec.name, max_points=spec.points)
+    tester = Tester(runner, f"{spec.lab}/{spec.exercise}/{spec.name}")
+    base = dict(lab=spec.lab, exercise=spec.exercise, name=spec.name, max_points=spec.points, hidden=spec.hidden,
+                metrics=tester.metrics)
     try:
-        spec.func(Tester(runner, f"{spec.lab}/{spec.exercise}/{spec.name}"))
+        spec.func(tester)
     except CheckFailure as exc:
         return TestResult(points=0.0, passed=False, message=exc.text(), **base)
     except LearnerError as exc:

@@ -5,4 +5,5 @@
 - :mod:`.child`     the program running in that child (cells and calls in, JSON out)
 - :mod:`.grader`    run the tests here, on plain data from the child; batches with -j
 - :mod:`.report`    grades.csv, feedback/<submission>.md, results.json
+- :mod:`.gradescope` one learner's results.json for Gradescope; the autograder zip (`sweatlab gradescope`)
 """

@@ -1,11 +1,13 @@
 """The grading child: runs a learner's cells and answers calls, talking JSON over two pipes.
 
-Started by :class:`sweatlab.grading.sandbox.Child` as ``python -m sweatlab.grading.child IN_FD OUT_FD``
-with limits already applied. Requests (one JSON object per line on IN_FD)::
+Started by :class:`sweatlab.grading.sandbox.Child` as ``python -m sweatlab.grading.child IN_FD OUT_FD
+RUN_TAG`` (the tag names the grading run it belongs to). It applies its limits to itself before
+any learner code runs. Requests (one JSON object per line on IN_FD)::
 
     {"nonce": ..., "op": "cell", "source": "...", "timeout": 60}
     {"nonce": ..., "op": "call", "func": "matmul_ijk", "args": [...], "kwargs": {...}, "timeout": 20}
-    {"nonce": ..., "op": "ratio", "fast": "...", "slow": "...", "args": [...], "kwargs": {...}, "rounds": 7, "timeout": 60}
+
+Nothing here measures time for a grade: the grader times each call from its own process.
 
 Each answer is one JSON line on OUT_FD carrying the same nonce. Nothing but plain data leaves
 this process: results go through :func:`sweatlab.checks.core.encode`. The learner's printing
@@ -72,6 +74,24 @@ def _error(exc: BaseException) -> dict:
     return {"type": kind, "message": str(exc)[:2000], "traceback": _learner_frames(exc)[-4000:]}
 
 
+def reap_leftovers() -> None:
+    """As the init of its own PID namespace, collect processes the grader killed after the last request.
+
+    Every process the learner's code started is killed when a request ends, and orphans are
+    re-parented to this process, so their exit status would otherwise stay behind as zombies and
+    use up the process limit. Only done as PID 1: elsewhere the learner's own children are theirs.
+    """
+    if os.getpid() != 1 or not hasattr(os, "waitpid"):
+        return
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def apply_limits() -> None:
     """Limits the grader asked for (SWEAT_CHILD_LIMITS), applied before any learner code runs."""
     spec = json.loads(os.environ.get("SWEAT_CHILD_LIMITS", "{}"))
@@ -88,6 +108,11 @@ def apply_limits() -> None:
             resource.setrlimit(getattr(resource, name), (value, value))
         except (ValueError, OSError):  # e.g. macOS refuses some limits; the parent's watchdog still applies
             pass
+    if spec.get("cpus") and hasattr(os, "sched_setaffinity"):
+        try:  # the cores of this grading slot (a cpu cgroup quota, where there is one, is what binds)
+            os.sched_setaffinity(0, spec["cpus"])
+        except OSError:
+            pass
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the file cap fails instead of killing
 
@@ -101,7 +126,7 @@ def main(in_fd: int, out_fd: int) -> None:
         restrict_writes([sandbox])
     from IPython.core.interactiveshell import InteractiveShell
 
-    from sweatlab.checks.core import EncodeError, decode, encode
+    from sweatlab.checks.core import Digest, EncodeError, decode, encode
 
     reader = os.fdopen(in_fd, "r", encoding="utf-8")
     writer = os.fdopen(out_fd, "w", encoding="utf-8")
@@ -130,6 +155,7 @@ def main(in_fd: int, out_fd: int) -> None:
     for line in reader:
         request = json.loads(line)
         nonce, op = request["nonce"], request["op"]
+        reap_leftovers()
         signal.setitimer(signal.ITIMER_REAL, float(request.get("timeout", 60)))
         try:
             if op == "cell":
@@ -143,17 +169,10 @@ def main(in_fd: int, out_fd: int) -> None:
                 answer(nonce, body)
             elif op == "call":
                 value = lookup(request["func"])(*decode(request["args"]), **decode(request["kwargs"]))
+                if request.get("digest") is not None:  # a timed call: one number back, not the whole array
+                    value = Digest.of(value, int(request["digest"]))
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 answer(nonce, {"ok": True, "value": encode(value)})
-            elif op == "ratio":
-                from sweatlab.timing import compare
-
-                fast, slow = lookup(request["fast"]), lookup(request["slow"])
-                args, kwargs = decode(request["args"]), decode(request["kwargs"])
-                res = compare(lambda: slow(*args, **kwargs), lambda: fast(*args, **kwargs),
-                              min_pairs=request["rounds"])
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                answer(nonce, {"ok": True, "value": float(res.ratio)})
             else:
                 answer(nonce, {"ok": False, "error": {"type": "ProtocolError", "message": f"unknown op {op!r}",
                                                       "traceback": ""}})
@@ -168,4 +187,4 @@ def main(in_fd: int, out_fd: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]))
+    main(int(sys.argv[1]), int(sys.argv[2]))  # sys.argv[3], when given, is the grading run's tag
