@@ -345,12 +345,10 @@ def test_run_autograder_grades_the_solution_with_hidden_tests(autograder_zip, gs
     run = _run_autograder(root)
     assert run.returncode == 0, run.stdout + run.stderr
     obj = _results(root)
-    # Full marks. The one exception allowed: the fixture's speed test ("fast is faster") times two
-    # calls through the sandbox, and on a loaded 2-core machine its 2x threshold can be missed.
+    # Full marks, the speed test included: it is timed from the trusted side, far above its 2x bar
     failed = [t for t in obj["tests"] if t["status"] != "passed"]
-    timing = [t for t in failed if t["name"].endswith("fast is faster") and "faster than the loop" in t["output"]]
-    assert failed == timing, obj["output"] + "\n" + json.dumps(failed, indent=1) + "\n" + run.stdout[-3000:]
-    assert obj["score"] == FULL + HIDDEN_POINTS - sum(t["max_score"] for t in timing)
+    assert failed == [], obj["output"] + "\n" + json.dumps(failed, indent=1) + "\n" + run.stdout[-3000:]
+    assert obj["score"] == FULL + HIDDEN_POINTS
     assert obj.get("leaderboard"), "the speed test's metric is on the leaderboard"
     hidden = [t for t in obj["tests"] if "hidden" in t["tags"]]
     assert len(hidden) == 1 and hidden[0]["visibility"] == "after_published"
