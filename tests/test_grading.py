@@ -254,8 +254,18 @@ def test_limits_are_reported(grading_course):
     assert any(n.startswith("processes:") for n in grade.limit_notes)
 
 
-def test_hidden_tests_count_and_never_show_their_source(grading_course, tmp_path):
+@pytest.fixture
+def hidden_loaded():
+    """The fixture's hidden tests, registered for one test only (the registry is per process)."""
+    from sweatlab.checks.core import REGISTRY
+
     grader.load_hidden_tests(FIXTURES / "grading" / "hidden")
+    yield
+    REGISTRY[LAB] = [t for t in REGISTRY[LAB] if not t.hidden]
+    sys.modules.pop("sweatlab_hidden_hidden_gradefix", None)
+
+
+def test_hidden_tests_count_and_never_show_their_source(grading_course, tmp_path, hidden_loaded):
     wrong = _with_answer(grading_course, "ex-mean", "def mean(x):\n    return sum(x) / 2\n")
     path = tmp_path / "98_gradefix_student.ipynb"
     nbformat.write(wrong, path)

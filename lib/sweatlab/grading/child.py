@@ -118,6 +118,10 @@ def apply_limits() -> None:
 
 
 def main(in_fd: int, out_fd: int) -> None:
+    try:  # a session and process group of its own: a kill(0) by the learner's code reaches only itself
+        os.setsid()
+    except OSError:  # already a session leader (started without a namespace wrapper)
+        pass
     apply_limits()
     sandbox = os.environ.get("SWEAT_SANDBOX_DIR")
     if sandbox:  # from here on, learner code can write only inside its sandbox folder (where Landlock exists)
