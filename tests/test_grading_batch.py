@@ -74,7 +74,8 @@ def test_names_are_kept_as_written_and_files_are_safe(grading_course, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     rows = list(csv.DictReader(open(out / "grades.csv", encoding="utf-8")))
     assert sorted(r["submission"] for r in rows) == sorted(names)
-    assert all(r["total"] == "7" for r in rows)
+    assert all(r["total"] == "7" for r in rows), [(out / r["feedback"]).read_text(encoding="utf-8")
+                                                  for r in rows if r["total"] != "7"]
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))["submissions"]
     assert sorted(results) == sorted(names)
     for row in rows:

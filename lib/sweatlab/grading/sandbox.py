@@ -487,6 +487,7 @@ class Child:
             raise ChildDied(self._death_reason()) from None
         deadline = started + timeout_s + self.limits.grace_s
         answer: dict = {}
+        closed = False  # the answer pipe closed: the child is gone (or going), not hanging
         while not answer:
             newline = self._buffer.find(b"\n")
             if newline >= 0:  # a whole line: is it the answer to this request?
@@ -505,14 +506,16 @@ class Child:
             ready, _, _ = select.select([fd], [], [], min(left, 0.05))
             if not ready:
                 if not self.alive:  # dead: a daemon may hold the pipe open, so do not wait on it
+                    closed = True
                     break
                 continue
             chunk = os.read(fd, 1 << 20)
             if not chunk:  # every writer closed the pipe
+                closed = True
                 break
             self._buffer += chunk
         if not answer:
-            if self.alive:  # native code that ignored the alarm: stop it the hard way
+            if self.alive and not closed:  # native code that ignored the alarm: stop it the hard way
                 self.kill()
                 raise ChildDied(f"did not finish within {timeout_s:g} s (and ignored the interrupt), so it was killed")
             raise ChildDied(self._death_reason())
