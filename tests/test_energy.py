@@ -7,6 +7,7 @@ intel-rapl:0 package-0 {core, uncore, dram}, intel-rapl:1 package-1, intel-rapl:
 from __future__ import annotations
 
 import platform
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -228,14 +229,71 @@ def test_end_before_begin_says_what_to_do():
 @linux
 def test_nvml_gpu_energy_from_an_injected_module_adds_to_rapl(server):
     nvml = _fake_nvml([1_000, 50_000])
-    m = _meter(server, nvml_module=nvml).begin()
+    m = _meter(server, nvml_module=nvml, devices="cpu+gpu", gpu_baseline_s=0).begin()
     _set(server, "intel-rapl:0", 1_010_000_000)
     nvml.values[0] += 4_000  # +4 J (NVML counts mJ)
     nvml.values[1] += 500
     r = m.end()
     assert r.domains_j == pytest.approx({"package-0": 10.0, "package-1": 0.0, "gpu0": 4.0, "gpu1": 0.5})
-    assert r.joules == pytest.approx(14.5)
+    assert r.joules == pytest.approx(14.5) and r.devices == ("cpu", "gpu")
     assert "nvml" in r.source and "rapl" in r.source
+
+
+@linux
+def test_a_cpu_meter_counts_the_cpu_only_and_names_the_gpu_energy_it_left_out(server):
+    nvml = _fake_nvml([1_000])
+    m = _meter(server, nvml_module=nvml).begin()
+    _set(server, "intel-rapl:0", 1_010_000_000)
+    nvml.values[0] += 4_000
+    r = m.end()
+    assert r.joules == pytest.approx(10.0) and r.devices == ("cpu",) and "nvml" not in r.source
+    assert r.detail_j["gpu0"] == pytest.approx(4.0) and any("not counted" in w for w in r.warnings)
+
+
+class _IdleGPU:
+    """A fake NVML whose one GPU draws a steady 78.6 W, whatever runs on the CPU."""
+
+    NVMLError = Exception
+
+    def __init__(self, watts: float = 78.6):
+        self.watts, self.t0 = watts, time.perf_counter()
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlDeviceGetCount(self):
+        return 1
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        return i
+
+    def nvmlDeviceGetName(self, h):
+        return "NVIDIA H200"
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h):
+        return int(self.watts * (time.perf_counter() - self.t0) * 1000)  # mJ
+
+
+def test_an_idle_gpu_is_never_the_energy_of_a_cpu_job_without_rapl(tmp_path):
+    """A 16-core server with an idle GPU and no RAPL: a CPU matmul's energy is unavailable, not the GPU's idle draw."""
+    m = EnergyMeter(rapl_root=tmp_path / "no-powercap", nvml_module=_IdleGPU(), poll_s=None).begin()
+    time.sleep(0.3)
+    r = m.end()
+    assert r.kind == "unavailable" and r.joules is None and r.devices == ()
+    assert "measures the GPU, not a job on the CPU" in r.reason
+    assert r.detail_j["gpu0"] == pytest.approx(78.6 * r.duration_s, rel=0.2)
+
+
+def test_a_gpu_meter_reports_the_gpus_energy_with_its_idle_baseline(tmp_path):
+    m = EnergyMeter(rapl_root=tmp_path / "no-powercap", nvml_module=_IdleGPU(), poll_s=None, devices="gpu",
+                    gpu_baseline_s=0.2).begin()
+    time.sleep(0.3)
+    r = m.end()
+    assert r.kind == "measured" and r.devices == ("gpu",)
+    assert r.baseline_w["gpu0"] == pytest.approx(78.6, rel=0.2)
+    assert r.joules == pytest.approx(78.6 * r.duration_s, rel=0.2)
+    assert abs(r.above_baseline_j) < 0.2 * r.joules, "an idle GPU adds nothing above its idle power"
+    assert "idle power" in repr(r)
 
 
 def test_gpu_without_energy_counter_is_reported_with_a_reason(tmp_path):

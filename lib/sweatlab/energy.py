@@ -23,6 +23,12 @@ delta = end - start + max_energy_range_uj. A background thread reads the counter
 
 kind: "measured" (a sensor), "estimated" (only with estimate=True: a stated TDP model),
 "unavailable" (joules is None, never 0; `reason` says why).
+
+Which devices a reading covers is part of it (`devices`): a meter measures the CPU by default,
+from CPU domains only, and is "unavailable" where the CPU has no sensor, even when a GPU's counter
+is there; an idle GPU's 70-80 W are not the energy of a matrix product on the CPU. A meter with
+devices="gpu" (or "cpu+gpu") counts the GPUs, and first samples each GPU's idle power for
+`gpu_baseline_s`, so that a reading can say how much of a GPU's energy its work added.
 """
 
 from __future__ import annotations
@@ -369,6 +375,16 @@ class EnergyReading:
     assumptions: str | None = None  # the estimate's model and inputs, as text
     reason: str | None = None  # why unavailable
     warnings: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()  # what `joules` covers: ("cpu",), ("gpu",) or ("cpu", "gpu"); () if unavailable
+    baseline_w: dict[str, float] = field(default_factory=dict)  # each GPU's idle power, sampled before the window
+
+    @property
+    def above_baseline_j(self) -> float | None:
+        """The GPUs' energy above their idle power over the window (None without a GPU baseline)."""
+        if not self.baseline_w:
+            return None
+        gpu = sum(j for k, j in {**self.domains_j, **self.detail_j}.items() if k in self.baseline_w)
+        return gpu - sum(self.baseline_w.values()) * self.duration_s
 
     @property
     def average_w(self) -> float | None:
@@ -383,10 +399,14 @@ class EnergyReading:
         else:
             w = self.average_w
             tag = "ESTIMATE, not a measurement: " if self.kind == "estimated" else "measured: "
+            what = f" of the {'+'.join(self.devices)}" if self.devices else ""
             head = (
-                f"EnergyReading({_fmt_j(self.joules)} over {self.duration_s:.3g} s"
+                f"EnergyReading({_fmt_j(self.joules)}{what} over {self.duration_s:.3g} s"
                 f" = {w:.3g} W average; {tag}{self.source})" if w is not None else f"EnergyReading({_fmt_j(self.joules)}; {tag}{self.source})"
             )
+            if self.baseline_w:
+                idle = " + ".join(f"{k} {v:.3g} W" for k, v in self.baseline_w.items())
+                head += f"\n  GPU idle power before the window: {idle}; above idle: {_fmt_j(self.above_baseline_j)}"
             if self.kind == "measured" and self.estimate_j is not None:
                 head += f"\n  the TDP model would have said {_fmt_j(self.estimate_j)}"
         if self.assumptions:
@@ -437,7 +457,12 @@ class EnergyMeter:
         nvml_module: Any = None,
         prefer_psys: bool = False,
         poll_s: float | None = 5.0,
+        devices: str = "cpu",
+        gpu_baseline_s: float = 0.25,
     ) -> None:
+        if devices not in ("cpu", "gpu", "cpu+gpu"):
+            raise ValueError(f"devices must be 'cpu', 'gpu' or 'cpu+gpu', not {devices!r}: the energy of a job "
+                             "is the energy of the devices it ran on")
         if estimate and not (isinstance(tdp_w, (int, float)) and tdp_w > 0):
             raise ValueError(
                 "estimate=True needs tdp_w=<the CPU's TDP in watts> (from its datasheet, e.g. ark.intel.com"
@@ -453,6 +478,8 @@ class EnergyMeter:
         self.nvml_module = nvml_module
         self.prefer_psys = prefer_psys
         self.poll_s = poll_s
+        self.devices = tuple(devices.split("+"))
+        self.gpu_baseline_s = gpu_baseline_s
         self.reading: EnergyReading | None = None
         self._started = False
 
@@ -472,6 +499,7 @@ class EnergyMeter:
         self._nvml: Any = None
         self._gpus: list[tuple[str, Any]] = []
         self._gpu_start: dict[str, int] = {}
+        self._gpu_idle_w: dict[str, float] = {}
         if self.use_sensors:
             status, zones = _rapl_status(self.rapl_root)
             if status.available:
@@ -485,6 +513,14 @@ class EnergyMeter:
             if nstatus.available:
                 self._nvml, self._gpus = nvml, gpus
                 self._gpu_start = {k: int(nvml.nvmlDeviceGetTotalEnergyConsumption(h)) for k, h in gpus}
+                self._gpu_idle_w = {}
+                if "gpu" in self.devices and self.gpu_baseline_s > 0:  # each GPU's idle draw, just before the window
+                    t0 = _now()
+                    time.sleep(self.gpu_baseline_s)
+                    after = {k: int(nvml.nvmlDeviceGetTotalEnergyConsumption(h)) for k, h in gpus}
+                    dt = _now() - t0
+                    self._gpu_idle_w = {k: (after[k] - self._gpu_start[k]) / 1e3 / dt for k in after}
+                    self._gpu_start = after
             else:
                 self._reasons.append(f"nvml: {nstatus.reason}")
         else:
@@ -525,38 +561,59 @@ class EnergyMeter:
         domains: dict[str, float] = {}
         detail: dict[str, float] = {}
         sources: list[str] = []
+        covered: list[str] = []
         if self._rapl is not None:
             self._rapl.update()
             d, det, src, w = self._rapl_split(self._rapl)
-            domains.update(d)
-            detail.update(det)
             warns += w
-            if src:
+            if src and "cpu" in self.devices:
+                domains.update(d)
+                detail.update(det)
                 sources.append(src)
+                covered.append("cpu")
+            elif src:
+                detail.update(d)
+                warns.append(f"the CPU's energy ({_fmt_j(sum(d.values()))}, rapl) is not counted: this meter "
+                             f"measures the {'+'.join(self.devices)}")
             else:
                 self._reasons.append("rapl: no usable counter (" + "; ".join(w[:-1]) + ")")
+        elif "cpu" in self.devices and self._gpus:
+            self._reasons.append("the GPU's counter (nvml) measures the GPU, not a job on the CPU")
         if self._gpus:
+            gpu_j = {}
             for key, handle in self._gpus:
                 end_mj = int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
-                domains[key] = (end_mj - self._gpu_start[key]) / 1e3
-            sources.append("nvml: " + " + ".join(k for k, _ in self._gpus))
-            if duration < 0.1:
-                warns.append("window shorter than NVML's 20-100 ms update period: GPU energy may read low, even 0")
+                gpu_j[key] = (end_mj - self._gpu_start[key]) / 1e3
+            if "gpu" in self.devices:
+                domains.update(gpu_j)
+                sources.append("nvml: " + " + ".join(k for k, _ in self._gpus))
+                covered.append("gpu")
+                if duration < 0.1:
+                    warns.append("window shorter than NVML's 20-100 ms update period: GPU energy may read low, even 0")
+            else:
+                detail.update(gpu_j)
+                warns.append(f"the GPUs' energy ({_fmt_j(sum(gpu_j.values()))}, nvml) is not counted: this meter "
+                             "measures the CPU (EnergyMeter(devices='gpu') measures them)")
+        elif "gpu" in self.devices and self.use_sensors:
+            self._reasons.append("no GPU energy counter")
         est_j, assumptions = (self._estimate(duration, cpu_s) if self.estimate else (None, None))
-        if domains:
+        if covered and domains:
             return EnergyReading(
                 joules=sum(domains.values()), duration_s=duration, kind="measured", source=" + ".join(sources),
                 domains_j=domains, detail_j=detail, estimate_j=est_j, assumptions=assumptions, warnings=tuple(warns),
+                devices=tuple(covered), baseline_w=dict(self._gpu_idle_w),
             )
         reason = "; ".join(self._reasons) or "no energy sensor"
-        if est_j is not None:
+        if est_j is not None and "cpu" in self.devices:
             return EnergyReading(
                 joules=est_j, duration_s=duration, kind="estimated", source="estimate: TDP x core share x CPU utilisation",
-                estimate_j=est_j, assumptions=assumptions, reason=f"no sensor: {reason}", warnings=tuple(warns),
+                detail_j=detail, estimate_j=est_j, assumptions=assumptions, reason=f"no sensor: {reason}",
+                warnings=tuple(warns), devices=("cpu",),
             )
         return EnergyReading(
-            joules=None, duration_s=duration, kind="unavailable", source="none",
-            reason=reason + ". For a labelled estimate: EnergyMeter(estimate=True, tdp_w=<your CPU's TDP>)",
+            joules=None, duration_s=duration, kind="unavailable", source="none", detail_j=detail,
+            reason=reason + (". For a labelled estimate: EnergyMeter(estimate=True, tdp_w=<your CPU's TDP>)"
+                             if "cpu" in self.devices else ""),
             warnings=tuple(warns),
         )
 
