@@ -17,9 +17,10 @@
 # **Prerequisites**: Python and numpy basics (arrays, `a @ b`, `dtype`). No maths beyond
 # multiplication; no GPU.
 #
-# **Time**: running every cell takes under a minute of compute: measured at 20-30 s in quick mode and
-# 38-42 s in full mode (the mode you work in) on a 2-core AMD EPYC virtual machine shared with another
-# job (`sweatlab execute 00`, `sweatlab execute 00 --full`, several runs). Reading and the six exercises are
+# **Time**: running every cell takes under a minute of compute: measured at 19-30 s in quick mode and
+# 37-42 s in full mode (the mode you work in) on 2-core AMD EPYC virtual machines (Zen 3 and Zen 4)
+# shared with another job (`sweatlab execute 00`, `sweatlab execute 00 --full`, several runs). The outputs
+# shipped with this notebook come from one full-mode run on the Zen 4 VM. Reading and the six exercises are
 # *estimated* at 75-90 minutes for a newcomer: about 5-15 minutes per exercise (time_it and
 # kernel_cost take longest, the others are one line each once understood) plus about 30 minutes for
 # reading the sections and their plots. That is an estimate from the lab's size, not a timed class.
@@ -42,7 +43,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from sweatlab import energy, records, roofline
+from sweatlab import energy, peak, records, roofline
 from sweatlab.checks import LabChecks
 from sweatlab.checks.lab00_measure import reference_cost, time_it_probe
 from sweatlab.config import pick, quick
@@ -352,8 +353,9 @@ plain_log_ticks(ax.yaxis);
 # ## 4. Threads: what you asked for, and what you got
 #
 # numpy hands matrix products to a BLAS library, which starts its own thread pool, by default one
-# thread per core. Other libraries (torch, numba, onnxruntime) start their own pools too.
-# `thread_settings()` shows what this process has.
+# thread per logical CPU: OpenBLAS on Linux counts the CPUs this process may run on, SMT siblings
+# (hyperthreads) included (`get_num_procs` in OpenBLAS's `driver/others/memory.c`). Other libraries
+# (torch, numba, onnxruntime) start their own pools too. `thread_settings()` shows what this process has.
 
 # %% sweat={"id": "thread-settings", "role": "demo"}
 threads = thread_settings()
@@ -367,13 +369,14 @@ for key, why in threads["reasons"].items():
 
 # %% [markdown] sweat={"id": "sec-oversub"}
 # **Oversubscription** is more runnable threads than cores. It happens quietly: BLAS starts a thread
-# per core, and then a second program (another notebook, a data loader, a neighbour on a shared
+# per logical CPU, and then a second program (another notebook, a data loader, a neighbour on a shared
 # server) does the same. BLAS threads split a matrix product into equal parts and wait for each
 # other; if one of them is pushed off its core, all of them wait.
 #
-# Below, one matrix product is timed with 1 BLAS thread, one per core, and two per core (set at
-# run time with threadpoolctl's `threadpool_limits`): first as the machine is, then while one
-# neighbour process runs its own BLAS with a thread per core. Then threads x processes > cores.
+# Below, one matrix product is timed with 1 BLAS thread, one per usable logical CPU (`CORES`), and two
+# per logical CPU (set at run time with threadpoolctl's `threadpool_limits`): first as the machine is,
+# then while one neighbour process runs its own BLAS with a thread per logical CPU. Then threads x
+# processes > cores.
 
 # %% sweat={"id": "oversub-run", "role": "demo"}
 n_thr = pick(256, 512)
@@ -424,7 +427,8 @@ ax.legend();
 # count had the fastest median on your machine, as it is and next to a neighbour, and how much slower
 # the worst setting was. Look at the spread as well as the medians: a setting whose samples scatter
 # over a factor of ten is one you cannot rely on, even when its median looks good. On an idle
-# machine with several real cores, one thread per core usually wins; with two threads per core, or a
+# machine with several real cores, one BLAS thread per physical core usually wins (SMT siblings share
+# one core's vector units); with two threads per core, or a
 # neighbour competing for the cores, the BLAS threads wait for each other and times can jump by an
 # order of magnitude. If your plot does not show that, your machine had spare cores or your BLAS
 # backs off politely: that is a measured fact about your setup, and worth knowing.
@@ -532,9 +536,11 @@ check("kernel_cost")
 # ## 6. This machine's roofline
 #
 # Two numbers bound every kernel (Williams, Waterman and Patterson, 2009):
-# - **peak compute** P, in GFLOP/s: measured here as the fastest large float32 matrix product through
-#   numpy's BLAS (`roofline.peak_fp32`), the best this machine does with the best code anyone wrote
-#   for it;
+# - **peak compute** P, in GFLOP/s. Two figures, never confused: the **hardware peak**, cores x clock x
+#   SIMD lanes x FMA units x 2 (`sweatlab.peak`, computed from this CPU's instruction set, its inputs and
+#   assumptions printed), which no code can beat; and **BLAS's best**, the fastest large float32 matrix
+#   product through numpy's BLAS (`roofline.peak_fp32`), the best this machine does with the best code
+#   anyone wrote for it. The roofline below uses BLAS's best, the ceiling real code meets;
 # - **memory bandwidth** B, in GB/s: measured with a STREAM-style triad `a = b + s*c` on arrays far
 #   larger than the caches (`roofline.stream_triad`).
 #
@@ -555,6 +561,15 @@ for label, p, b in (("1 core", peak_1, bw_1), (f"{CORES} cores", peak_all, bw_al
     for w in p.warnings + b.warnings:
         print(f"    warning: {w}")
 print(f"all cores vs one: compute x{peak_all.gflops / peak_1.gflops:.2f}, bandwidth x{bw_all.gbs / bw_1.gbs:.2f}")
+hw_1 = peak.hardware_peak("float32", describe(), cores=1)
+hw_all = peak.hardware_peak("float32", describe(), clock_=hw_1.clock, cores=CORES)
+print(f"hardware peak, 1 core: {hw_1.formula()}")
+print(f"  clock: {hw_1.clock.source}")
+for line in hw_1.assumed + hw_1.notes:
+    print(f"  assumed or noted: {line}")
+if hw_1.gflops:
+    print(f"[timing] BLAS's best reaches {100 * peak_1.gflops / hw_1.gflops:.0f}% of the hardware peak on one core, "
+          f"{100 * peak_all.gflops / hw_all.gflops:.0f}% on {CORES} (hardware peak {hw_all.gflops:.0f} GFLOP/s)")
 if CORES > 1 and peak_all.gflops < peak_1.gflops:
     print(f"note: {CORES} cores measured SLOWER than one: other programs were using the cores (see section 4); "
           "close them and rerun this cell for the machine's real figure")
@@ -679,7 +694,9 @@ print("\n(GFLOP/s; predicted = attainable on the one-core roofline; measured = m
 
 # %% sweat={"id": "predict-plot", "role": "demo"}
 points = [roofline.KernelPoint(r["name"], r["intensity"], r["measured"]) for r in rows]
-fig = roofline.plot_roofline(None, points, peak_gflops={"fp32, 1 core": P1}, bandwidth_gbs=B1,
+HW1 = hw_1.gflops or P1
+fig = roofline.plot_roofline(None, points, peak_gflops={"fp32 BLAS's best, 1 core": P1,
+                                                        "fp32 hardware peak, 1 core": HW1}, bandwidth_gbs=B1,
                              title=f"Roofline of this machine ({describe().cpu_model or 'unknown CPU'}), "
                                    "kernels measured on one core")
 ax = fig.axes[0]
@@ -766,8 +783,9 @@ else:
 # gives one only when asked, labelled as such, with its assumptions: power = TDP x (cores used /
 # cores of the chip) x CPU utilisation. TDP is the chip's rated thermal design power from its
 # datasheet. A VM does not say which chip it runs on, so below the inputs are **hypothetical**: a
-# 64-core server part rated at 280 W (the AMD EPYC 7763, configurable 225-280 W, in AMD's Milan
-# launch line-up as tabulated by Techgage, 2021), with this process as a 1-core slice of it; and the
+# 64-core server part rated at 280 W (the AMD EPYC 7763: AMD's product specification page lists a
+# default TDP of 280 W, configurable 225-280 W; the same range appears in AMD's Milan launch line-up as
+# tabulated by Techgage, 2021), with this process as a 1-core slice of it; and the
 # same 280 W if this OS's cores were the whole chip. Put your own CPU's TDP and core count in `MY_TDP_W` and `MY_CHIP_CORES`
 # for a third row.
 
@@ -820,7 +838,10 @@ print(f"\nestimated watts vary {spread:.0f}x across these assumptions, for the s
 #
 # - **AVX2 or AVX-512**: an AVX2 instruction (most laptops, AMD before Zen 4) works on 8 float32 at
 #   once, an AVX-512 one (recent Xeons, AMD Zen 4 and later) on 16, so the peak per core at the same
-#   clock can double; the method is unchanged. `describe()` at the top lists your ISA.
+#   clock can double where the units are 512 bits wide (Xeons with two FMA units, Zen 5); Zen 4 runs
+#   each 512-bit instruction as two 256-bit halves, so its peak stays that of AVX2 (AMD, *Software
+#   Optimization Guide for the AMD Zen4 Microarchitecture*, pub. 57647, section 2.11). The method is
+#   unchanged. `describe()` at the top lists your ISA.
 # - **ARM (Apple M-series, Graviton, Raspberry Pi)**: NEON vectors are 128 bits, but Apple chips
 #   have several vector units and very high memory bandwidth, so the ridge point sits further left:
 #   more kernels are compute-bound. numpy may use Apple's Accelerate, which threadpoolctl cannot see
@@ -829,10 +850,13 @@ print(f"\nestimated watts vary {spread:.0f}x across these assumptions, for the s
 # - **Laptops**: turbo clocks and heat make numbers drift within a run (the first seconds are fastest),
 #   and plugging in the charger changes them: another reason for medians and interleaved ratios.
 #   Linux laptops with Intel or AMD CPUs have RAPL, readable after an admin grants access.
-# - **GPUs**: far higher roofs (data-centre GPUs: tens of TFLOP/s and 1-3 TB/s; lab 05 has the sourced
-#   datasheet figures), and kernels run *asynchronously*: a timer
-#   must synchronise with the GPU before reading the clock, or it measures only the launch. NVML gives
-#   measured energy on NVIDIA GPUs from Volta on.
+# - **GPUs**: far higher roofs. NVIDIA's A100, H100 and H200 datasheets give bf16 tensor-core peaks of
+#   312, 989 and 989 TFLOP/s dense (they print twice that "with sparsity") and 2.0, 3.35 and 4.8 TB/s
+#   of HBM (A100 80GB SXM, H100 SXM, H200 SXM). One H200 SXM measured for this course (2026-11-29, one
+#   run each) did a bf16 matmul at 651 TFLOP/s (n = 8192) and streamed about 3.8 TB/s in a float32
+#   matrix-vector product. Kernels run *asynchronously*: a timer must synchronise with the GPU before
+#   reading the clock, or it measures only the launch. NVML gives measured energy on NVIDIA GPUs from
+#   Volta on.
 # - **More cores**: thread counts matter more, not less: the oversubscription experiment above
 #   scales with `CORES`.
 
@@ -843,10 +867,11 @@ print(f"\nestimated watts vary {spread:.0f}x across these assumptions, for the s
 # description and the package versions. Later labs compare against these numbers (percent of peak),
 # and an instructor can pool a class's records into one chart.
 
-# %% sweat={"id": "record", "role": "demo"}
+# %% sweat={"id": "record", "role": "demo", "record_keys": ["peak_gflops_fp32", "hardware_peak_gflops_fp32", "bandwidth_gbs", "timer_overhead_ns", "energy_sensor", "peak_gflops_fp32_1core", "bandwidth_gbs_1core", "cores", "quick"]}
 rec = records.record(
     "00_measure",
     peak_gflops_fp32=round(peak_all.gflops, 2),
+    hardware_peak_gflops_fp32=round(hw_all.gflops, 2) if hw_all.gflops else None,
     bandwidth_gbs=round(bw_all.gbs, 2),
     timer_overhead_ns=timer_overhead_ns,
     energy_sensor=energy_sensor,
@@ -894,7 +919,11 @@ for key, value in rec["values"].items():
 # - J. D. McCalpin, "Memory Bandwidth and Machine Balance in Current High Performance Computers",
 #   IEEE TCCA Newsletter, 1995 (the STREAM benchmark).
 # - A. Georges, D. Buytaert, L. Eeckhout, "Statistically rigorous Java performance evaluation",
-#   OOPSLA 2007 (why single runs and minimums mislead).
+#   OOPSLA 2007 (why single runs and best-of-N numbers mislead; their remedy is a confidence interval
+#   of the *mean*).
+# - T. Hoefler, R. Belli, "Scientific Benchmarking of Parallel Computing Systems: Twelve Ways to Tell
+#   the Masses when Reporting Performance Results", SC'15 (timings are rarely normal: check before
+#   using means, otherwise report the median with a nonparametric confidence interval).
 # - Python documentation, `timeit` (GC off, loops and repeats); pyperf documentation, "Analyze
 #   benchmark results" and "Tune the system for benchmarks" (medians, spread, many processes).
 # - PyTorch documentation, `torch.utils.benchmark` (median and IQR, one thread by default).

@@ -225,3 +225,22 @@ def test_an_output_showing_the_authors_path_is_reported(course_copy):
     nbformat.write(nb, path)
     [problem] = _problems(course_copy)
     assert "shows this machine's path" in problem and "cell_id" not in problem and "'timing'" in problem
+
+
+def test_marker_errors_carry_problem_fix_and_line_as_fields():
+    with pytest.raises(C.MarkerError) as info:
+        C.solution_regions("x = 1\n### END SOLUTION\n")
+    assert info.value.line == 2 and "has no '### BEGIN SOLUTION' before it" in info.value.problem
+    assert info.value.fix.startswith("add '### BEGIN SOLUTION'") and "|" not in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_selftest_fails_for_a_lab_without_a_checks_module(fixture_course, capsys):
+    from sweatlab.cli import main
+
+    C.build_labs(C.Course(fixture_course))
+    assert main(["--root", str(fixture_course), "grade", "--selftest"]) == 1
+    out = capsys.readouterr().out
+    assert any(line.startswith("FAIL 00_fixture") and "no checks module" in line and "lab00_fixture.py" in line
+               for line in out.splitlines()), out
+    assert "skipped" not in out and "1 failed" in out

@@ -76,3 +76,12 @@ def test_doctor_on_this_install(tmp_path):
     assert result.returncode == (1 if failed else 0)
     assert not [c for c in failed if c["name"].startswith("package")], failed
     assert all(c["fix"] for c in failed), "every failure must say how to fix it"
+
+
+def test_doctor_imports_without_nbformat():
+    # doctor must run on a broken install: what it needs from the course tooling is stdlib-only
+    code = ("import sys; import sweatlab.doctor; from sweatlab.course_layout import KERNEL_NAME; "
+            "heavy = [m for m in ('nbformat', 'jupytext', 'sweatlab.course') if m in sys.modules]; "
+            "sys.exit(', '.join(heavy) or None)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -7,7 +7,7 @@ Modules (one responsibility each):
     roofline   measured peak compute and bandwidth; roofline plots
     energy     energy sensors (RAPL, NVML) or a labelled estimate
     records    append one JSON record of a lab's results
-    course     solutions -> labs generation and the sync checks
+    course     solutions -> labs generation and the sync checks (course_layout, _source, _build, _check)
     cli        the `sweatlab` command: doctor, lab, check, build-labs, execute, nbval, slides, ...
 """
 

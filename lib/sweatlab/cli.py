@@ -9,18 +9,35 @@ import sys
 import time
 from pathlib import Path
 
-from . import course as C
+from . import course_layout as C  # standard library only: `sweatlab doctor` works without nbformat
+
+
+def _tools():
+    """The course tooling (nbformat, jupytext), imported by the verbs that need it."""
+    from . import course
+
+    return course
 
 
 def _course(args) -> C.Course:
     return C.Course(Path(args.root).resolve() if args.root else C.find_root())
 
 
+def _lab_course(args) -> C.Course:
+    """The course for a verb that works on lab sources: ``--root`` must name a course folder."""
+    course = _course(args)
+    if not course.solutions.is_dir():
+        raise C.CourseError(course.root, "not a course folder (no solutions/ in it)",
+                            "pass --root the course folder (the one holding solutions/ and pyproject.toml), "
+                            "or leave --root out and run inside it")
+    return course
+
+
 def cmd_check(args) -> int:
     """labs/ and solutions/ are in sync; exits 1 with every problem listed."""
     started = time.perf_counter()
-    course = _course(args)
-    problems = C.check_course(course)
+    course = _lab_course(args)
+    problems = _tools().check_course(course)
     n = len(course.sources())
     for problem in problems:
         print(f"ERROR {problem}")
@@ -33,9 +50,9 @@ def cmd_check(args) -> int:
 
 
 def cmd_build_labs(args) -> int:
-    course = _course(args)
-    total = len(C.select_sources(course, args.labs))
-    changed = C.build_labs(course, args.labs)
+    course = _lab_course(args)
+    total = len(_tools().select_sources(course, args.labs))
+    changed = _tools().build_labs(course, args.labs)
     for path in changed:
         print(f"wrote {path.relative_to(course.root)}")
     print(f"labs: {len(changed)} written, {total - len(changed)} already up to date")
@@ -43,13 +60,13 @@ def cmd_build_labs(args) -> int:
 
 
 def cmd_execute(args) -> int:
-    course = _course(args)
-    for src in C.select_sources(course, args.labs):
+    course = _lab_course(args)
+    for src in _tools().select_sources(course, args.labs):
         started = time.perf_counter()
-        out = C.execute_solution(course, src, quick=not args.full, timeout_s=args.timeout)
+        out = _tools().execute_solution(course, src, quick=not args.full, timeout_s=args.timeout)
         print(f"executed {out.relative_to(course.root)} ({'full' if args.full else 'quick'} mode, "
               f"{time.perf_counter() - started:.0f} s)")
-    C.build_labs(course, args.labs)
+    _tools().build_labs(course, args.labs)
     return 0
 
 
@@ -64,9 +81,29 @@ def nbval_command(paths: list[str], sanitize: Path, workers: int = 2) -> list[st
     return cmd + paths
 
 
+def _nbval_paths(course: C.Course, names: list[str]) -> list[str]:
+    """Each name as a notebook path: an existing file, or a lab (``01``, ``01_matmul``) whose solution was executed."""
+    paths = []
+    for name in names:
+        if Path(name).is_file():
+            paths.append(name)
+            continue
+        if "/" in name or Path(name).suffix:
+            raise C.CourseError(name, "no such notebook",
+                                "name an executed solution notebook (e.g. solutions/00_measure.ipynb) or a lab "
+                                "number (e.g. 00)")
+        for src in _tools().select_sources(course, [name]):
+            notebook = course.solution_ipynb(src)
+            if not notebook.is_file():
+                raise C.CourseError(notebook, "the executed solution notebook is missing",
+                                    f"run: sweatlab execute {src.stem}")
+            paths.append(str(notebook))
+    return paths
+
+
 def cmd_nbval(args) -> int:
-    course = _course(args)
-    paths = args.notebooks or [str(p) for p in sorted(course.solutions.glob("*.ipynb"))]
+    course = _lab_course(args)
+    paths = _nbval_paths(course, args.notebooks) or [str(p) for p in sorted(course.solutions.glob("*.ipynb"))]
     if not paths:
         print("nbval: no solution notebooks yet (solutions/*.ipynb); nothing to run")
         return 0
@@ -82,15 +119,19 @@ def cmd_nbval(args) -> int:
 def cmd_slides(args) -> int:
     from . import slides
 
-    course = _course(args)
+    course = _lab_course(args)
     out_dir = course.slides / "build"
-    sources = slides.deck_sources(course.slides, args.decks)
-    if not sources:
-        print("slides: no decks yet (slides/NN_topic.md)")
-        return 0
-    for src in sources:
-        out = slides.build_deck(src, out_dir / (src.stem + ".html"))
-        print(f"wrote {out.relative_to(course.root)} ({out.stat().st_size // 1024} KiB, self-contained)")
+    try:
+        sources = slides.deck_sources(course.slides, args.decks)
+        if not sources:
+            print("slides: no decks yet (slides/NN_topic.md)")
+            return 0
+        for src in sources:
+            out = slides.build_deck(src, out_dir / (src.stem + ".html"))
+            print(f"wrote {out.relative_to(course.root)} ({out.stat().st_size // 1024} KiB, self-contained)")
+    except slides.SlideError as exc:
+        print(f"ERROR {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -226,19 +267,21 @@ def _selftest(course: C.Course, limits, jobs: int) -> int:
     from .checks.core import load_lab_tests
     from .grading import grader
 
-    labs = []
+    labs, unchecked = [], []
     for lab_path in sorted(course.labs.glob("*.ipynb")):
         try:
             load_lab_tests(lab_path.stem)
         except KeyError:
-            print(f"selftest: {lab_path.stem} has no checks module; skipped")
+            unchecked.append(lab_path.stem)
+            print(f"FAIL {lab_path.stem:<14} has no checks module: write lib/sweatlab/checks/lab{lab_path.stem}.py "
+                  "(every lab's exercises need public checks; see the README's 'Adding a lab')")
             continue
         labs.append(lab_path.stem)
-    if not labs:
-        print("selftest: no labs with checks yet")
+    if not labs and not unchecked:
+        print("selftest: no labs yet")
         return 0
     files = [p for lab in labs for p in (course.solutions / f"{lab}.ipynb", course.labs / f"{lab}.ipynb")]
-    grades = grader.grade_batch(files, course.labs, None, limits, jobs, hidden=False)
+    grades = grader.grade_batch(files, course.labs, None, limits, jobs, hidden=False) if files else []
     failures = 0
     for g in grades:
         kind = "solution" if "solutions" in Path(g.path).parts else "blank lab"
@@ -253,8 +296,9 @@ def _selftest(course: C.Course, limits, jobs: int) -> int:
                     print(f"       {r.exercise}: {r.name}: {r.message.splitlines()[0] if r.message else 'passed'}")
             for e in g.cell_errors + g.notes:
                 print(f"       {e.splitlines()[0]}")
-    print(f"selftest: {len(grades) - failures} passed, {failures} failed")
-    return 1 if failures else 0
+    print(f"selftest: {len(grades) - failures} passed, {failures + len(unchecked)} failed"
+          + (f" ({len(unchecked)} lab(s) without checks)" if unchecked else ""))
+    return 1 if failures or unchecked else 0
 
 
 def cmd_gradescope(args) -> int:
@@ -303,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_execute)
 
     p = sub.add_parser("nbval", help="run nbval on solutions/*.ipynb in quick mode")
-    p.add_argument("notebooks", nargs="*", help="notebooks (default: solutions/*.ipynb)")
+    p.add_argument("notebooks", nargs="*", help="notebooks or lab numbers (default: solutions/*.ipynb)")
     p.add_argument("--full", action="store_true", help="full mode instead of SWEAT_QUICK=1")
     p.add_argument("-n", "--workers", type=int, default=2, help="parallel kernels (default 2)")
     p.set_defaults(func=cmd_nbval)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from typing import Callable
 
-from .course import KERNEL_NAME
+from .course_layout import KERNEL_NAME  # stdlib only: doctor works on a broken install
 
 STATUSES = ("ok", "info", "warn", "fail")
 

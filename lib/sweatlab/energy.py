@@ -5,7 +5,9 @@
     m = EnergyMeter(); m.begin(); work(); r = m.end()
 
 Sensors:
-    rapl          Linux powercap (Intel RAPL, AMD since Linux 5.8): cumulative µJ counters per
+    rapl          Linux powercap (Intel RAPL; AMD Zen, families 17h/19h, since Linux 5.11, when the
+                  intel_rapl powercap driver learned AMD's RAPL MSRs; the separate amd_energy hwmon
+                  driver of Linux 5.8 is not read here): cumulative µJ counters per
                   domain under /sys/class/powercap; whole-package energy, all programs included.
     nvml          NVIDIA GPUs (Volta and newer) through NVML's total-energy counter, via the
                   pynvml module (nvidia-ml-py) or, without it, the driver's libnvidia-ml directly.
@@ -202,7 +204,7 @@ def _rapl_status(root: str | os.PathLike[str]) -> tuple[SensorStatus, list[RaplZ
         if vm:
             why += "; this is a virtual machine (the CPU reports a hypervisor), and VMs do not pass RAPL through"
         else:
-            why += " (it needs an Intel CPU, or AMD Zen with Linux >= 5.8, and the intel_rapl driver; containers may hide it)"
+            why += " (it needs an Intel CPU, or AMD Zen with Linux >= 5.11, and the intel_rapl driver; containers may hide it)"
         return SensorStatus("rapl", False, why), []
     try:
         zones = find_rapl_zones(root)

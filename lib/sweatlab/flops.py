@@ -6,7 +6,10 @@ Convention, used everywhere in the course:
     * bytes = the compulsory memory traffic of one call: every input read once, every
       output written once (an ideal cache). Real kernels move at least this much.
     * only matmul-like work and bias adds are counted; softmax, norms and activations
-      (O(n) next to the O(n^2)-O(n^3) matmuls) are left out, as in Kaplan et al. 2020.
+      (O(n) next to the O(n^2)-O(n^3) matmuls) are left out. Kaplan et al. 2020 (arXiv:2001.08361,
+      section 2.1, Table 1) leave out more: they count 2N FLOPs per token forward (N = non-embedding
+      parameters, plus an attention term) and omit biases and other subleading terms, so this
+      module's linear() and conv2d() count slightly more than their formula.
 
 Each function returns a `Cost(flops, bytes)`; `cost.intensity` is FLOP/byte. Costs add:
 `linear(...) + attention(...)` is the work of both, with the bytes of both (unfused).

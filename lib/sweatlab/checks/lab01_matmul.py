@@ -199,7 +199,7 @@ def larger_rectangular_33x40_at_40x29(t: Tester):
                    hint=SHAPE_HINT)
 
 
-SPEED_N = 256  # ijk about 13 ms, ikj about 1 ms on the machines measured: the request overhead (under 1 ms) stays small
+SPEED_N = 256  # ijk 13.8 ms, ikj 0.93 ms in the shipped notebook's run: the request overhead (under 1 ms) stays small
 SPEED_MIN_RATIO = 2.0  # far below the expected gain, so a busy 2-core machine still passes a real ikj
 
 

@@ -1,0 +1,209 @@
+"""The lab contract, declared once: what every lab `solutions/NN_topic.py` must have, checked for each.
+
+- its solution passes every public check, and its blank lab fails every one as "not written";
+- a `check("x")` cell for each registered exercise, in the order the checks module registers them;
+- a deck `slides/NN_topic.md` that builds;
+- one `records.record("NN_topic", ...)` call carrying exactly the keys the lab declares;
+- an opening cell stating the measured compute time (quick and full mode) and the estimated work time.
+
+What is particular to one lab (the wrong answers each check must reject) stays in `tests/test_labNN.py`.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+
+import pytest
+
+from sweatlab import course as C
+from sweatlab import slides
+from sweatlab.checks import LabChecks
+
+from conftest import REPO, cells_with_role, lab_namespace
+
+SOURCES = C.Course(REPO).sources()
+
+
+@pytest.fixture(scope="module", params=SOURCES, ids=[s.stem for s in SOURCES])
+def lab(request):
+    """(name, solution notebook) of one lab."""
+    return request.param.stem, C.load_source(request.param)
+
+
+@pytest.fixture(scope="module")
+def solved(lab):
+    return lab_namespace(lab[1])
+
+
+@pytest.fixture(scope="module")
+def blank(lab):
+    return lab_namespace(C.make_lab(lab[1]))
+
+
+def _exercises(name: str) -> list[str]:
+    try:
+        return LabChecks(name).exercises
+    except KeyError:
+        pytest.fail(f"{name} has no checks module: write lib/sweatlab/checks/lab{name}.py")
+
+
+def test_the_course_has_labs():
+    assert [s.stem for s in SOURCES][:2] == ["00_measure", "01_matmul"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks: the solution passes them all, the blank lab fails them all, one check cell each
+# ---------------------------------------------------------------------------------------------
+
+def test_the_solution_passes_every_public_check(lab, solved):
+    name, _ = lab
+    failures = {}
+    for exercise in _exercises(name):
+        results = LabChecks(name).results(exercise, solved)
+        if not results or not all(r.passed for r in results):
+            failures[exercise] = [f"{r.name}: {r.message}" for r in results if not r.passed] or ["no tests"]
+    assert not failures, failures
+
+
+def test_the_blank_lab_fails_every_check_as_not_written(lab, blank):
+    name, _ = lab
+    wrong = {}
+    for exercise in _exercises(name):
+        results = LabChecks(name).results(exercise, blank)
+        bad = [r for r in results if r.passed or not r.not_written or "not written" not in r.message]
+        if bad or not results:
+            wrong[exercise] = [f"{r.name}: {'passed' if r.passed else r.message}" for r in bad] or ["no tests"]
+    assert not wrong, wrong
+
+
+def test_each_exercise_has_one_check_cell_in_the_registered_order(lab):
+    name, nb = lab
+    cells = cells_with_role(nb, "check")
+    calls = [re.fullmatch(r"""check\(\s*["'](\w+)["']\s*\)""", c.source.strip()) for c in cells]
+    odd = [c.id for c, m in zip(cells, calls) if not m]
+    assert not odd, f"check cells must hold only check(\"exercise\"): {odd}"
+    assert [m.group(1) for m in calls] == _exercises(name), (
+        "the check cells and the exercises registered in the checks module differ (names or order)")
+
+
+# ---------------------------------------------------------------------------------------------
+# The deck
+# ---------------------------------------------------------------------------------------------
+
+def test_the_deck_exists_and_builds(lab, tmp_path):
+    name, _ = lab
+    deck = REPO / "slides" / f"{name}.md"
+    assert deck.is_file(), f"no deck for {name}: write slides/{name}.md (see slides/README.md)"
+    page = slides.build_deck(deck, tmp_path / "x.html").read_text()
+    assert page.count('<section class="slide') >= 2
+
+
+# ---------------------------------------------------------------------------------------------
+# The record: one records.record(...) call carrying exactly the declared keys
+# ---------------------------------------------------------------------------------------------
+
+def _parse(source: str) -> ast.Module | None:
+    """A code cell's syntax tree; IPython lines (%magic, !shell) are left out."""
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    try:
+        return ast.parse(code)
+    except SyntaxError:
+        return None
+
+
+def _record_calls(tree: ast.Module | None) -> list[ast.Call]:
+    def is_record(func) -> bool:
+        return (isinstance(func, ast.Attribute) and func.attr == "record" and isinstance(func.value, ast.Name)
+                and func.value.id == "records") or (isinstance(func, ast.Name) and func.id == "record")
+
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and is_record(n.func)] if tree else []
+
+
+def _module_literals(nb) -> dict:
+    """Names the solution binds once, at the top level of a code cell, to a literal (``RUNGS = [...]``)."""
+    found: dict = {}
+    for cell in nb.cells:
+        tree = _parse(cell.source) if cell.cell_type == "code" else None
+        for stmt in tree.body if tree else []:
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+                try:
+                    value = ast.literal_eval(stmt.value)
+                except ValueError:
+                    value = None
+                name = stmt.targets[0].id
+                found[name] = value if name not in found or found[name] == value else None
+    return found
+
+
+def _static_keys(node: ast.expr, literals: dict) -> set[str] | None:
+    """The keys of a dict literal, or of ``{k: ... for k in LITERAL}``; None when they depend on a run."""
+    if isinstance(node, ast.Dict) and all(isinstance(k, ast.Constant) for k in node.keys):
+        return {k.value for k in node.keys}
+    if isinstance(node, ast.DictComp) and len(node.generators) == 1:
+        gen = node.generators[0]
+        if gen.ifs or not (isinstance(gen.target, ast.Name) and isinstance(node.key, ast.Name)
+                           and node.key.id == gen.target.id):
+            return None
+        try:
+            keys = ast.literal_eval(gen.iter)
+        except ValueError:
+            keys = literals.get(gen.iter.id) if isinstance(gen.iter, ast.Name) else None
+        return {str(k) for k in keys} if isinstance(keys, (list, tuple)) else None
+    return None
+
+
+def _declared_keys(name: str, cell) -> list[str] | None:
+    """The keys the lab declares: ``record_keys`` in its record cell's sweat metadata."""
+    return C.sweat_of(cell).get("record_keys")
+
+
+def test_the_record_carries_the_keys_the_lab_declares(lab):
+    name, nb = lab
+    found = [(cell, call) for cell in nb.cells if cell.cell_type == "code"
+             for call in _record_calls(_parse(cell.source))]
+    assert len(found) == 1, f"{name} must call records.record(...) once, in its record cell; found {len(found)}"
+    [(cell, call)] = found
+    where = f"{name}, cell '{cell.id}'"
+    assert call.args and isinstance(call.args[0], ast.Constant) and call.args[0].value == name, (
+        f"{where}: the record's first argument must be the lab's name, {name!r}")
+    assert all(kw.arg for kw in call.keywords), f"{where}: name every recorded value (no **values)"
+    recorded = [kw.arg for kw in call.keywords]
+    declared = _declared_keys(name, cell)
+    suggestion = json.dumps({**C.sweat_of(cell), "record_keys": recorded})
+    assert declared is not None, f"{where}: declare the record's keys on its header: # %% sweat={suggestion}"
+    assert sorted({k.split(".")[0] for k in declared}) == sorted(recorded), (
+        f"{where}: records {recorded}, declares {declared}; update one of them")
+    literals = _module_literals(nb)
+    values = {kw.arg: kw.value for kw in call.keywords}
+    for parent in sorted({k.split(".")[0] for k in declared if "." in k}):
+        nested = {k.split(".", 1)[1] for k in declared if k.startswith(parent + ".")}
+        keys = _static_keys(values[parent], literals)
+        assert keys is not None, (f"{where}: cannot tell which keys {parent}= holds without running the lab: "
+                                  "write it as a dict literal or a comprehension over a literal list")
+        assert keys == nested, f"{where}: {parent}= holds {sorted(keys)}, declares {sorted(nested)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The opening cell: time, measured and estimated
+# ---------------------------------------------------------------------------------------------
+
+_SPAN = r"\d+(?:\.\d+)?(?:\s*(?:-|–|to)\s*\d+(?:\.\d+)?)?"
+_SECONDS_OR_MINUTES = _SPAN + r"\s*(?:s|sec|seconds?|min|minutes?)\b"
+_MINUTES_OR_HOURS = _SPAN + r"\s*(?:min|minutes?|h|hours?)\b"
+
+
+def test_the_opening_cell_states_compute_time_measured_and_work_time_estimated(lab):
+    name, nb = lab
+    first = nb.cells[0]
+    assert first.cell_type == "markdown", f"{name}: the lab opens with a markdown cell (title, objectives, time)"
+    text = " ".join(first.source.split())
+    assert re.search(r"\bcompute\b", text, re.IGNORECASE) and re.search(r"\bmeasured\b", text, re.IGNORECASE), (
+        f"{name}: the opening cell says how long the notebook computes, measured (e.g. 'Compute, measured ...')")
+    for mode in ("quick", "full"):
+        assert re.search(_SECONDS_OR_MINUTES + rf"[^.;]{{0,40}}?\b{mode}\b", text, re.IGNORECASE), (
+            f"{name}: the opening cell gives the compute time in {mode} mode (e.g. '20-35 s in {mode} mode')")
+    work = [m for m in re.finditer(_MINUTES_OR_HOURS, text, re.IGNORECASE)
+            if re.search(r"\bestimated\b", text[max(m.start() - 120, 0):m.end() + 120], re.IGNORECASE)]
+    assert work, f"{name}: the opening cell gives the work time, estimated (e.g. 'about 80 minutes, estimated')"
