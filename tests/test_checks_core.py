@@ -70,7 +70,7 @@ def test_a_wrong_answer_says_expected_got_and_hint():
     results = run_exercise(LAB, "square", InProcessRunner({"square": lambda x: np.asarray(x) * 2}))
     assert not results[0].passed
     assert "square(x) for a vector of 6 ints: expected array(6,)" in results[0].message
-    assert "hint: square each element" in results[0].message
+    assert "hint: square each element" in results[0].text
 
 
 def test_a_missing_function_is_named():

@@ -48,7 +48,7 @@ def _with(solved, **replacements) -> dict:
 
 
 def _failures(exercise, namespace) -> list[str]:
-    return [r.message for r in _results(exercise, namespace) if not r.passed]
+    return [r.text for r in _results(exercise, namespace) if not r.passed]
 
 
 # ---------------------------------------------------------------------------------------------

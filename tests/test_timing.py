@@ -213,3 +213,16 @@ def test_bench_records_the_blas_threads_in_force_at_the_time():
 def test_timer_resolution_is_positive_and_below_a_millisecond():
     res = timer_resolution_ns()
     assert isinstance(res, int) and 0 < res < 1_000_000
+
+
+def test_busy_means_busy_now_not_a_minute_ago(tmp_path, monkeypatch):
+    """A high one-minute load average left by a finished experiment is no reason to blame the machine."""
+    from sweatlab import timing
+
+    loadavg = tmp_path / "loadavg"
+    monkeypatch.setattr(timing, "LOADAVG", str(loadavg))
+    monkeypatch.setattr(timing.os, "cpu_count", lambda: 2)
+    loadavg.write_text("4.10 2.00 1.00 1/230 12345\n")  # only this process runs now
+    assert timing._busy_warning() is None
+    loadavg.write_text("0.50 0.40 0.30 4/230 12345\n")  # three others run right now
+    assert "3 other process(es) are running right now on its 2 cores" in timing._busy_warning()

@@ -366,12 +366,33 @@ def _name_of(fn: Callable[..., Any], default: str) -> str:
     return default if name == "<lambda>" else name
 
 
+LOADAVG = "/proc/loadavg"
+
+
+def _runnable_now() -> int | None:
+    """Processes running or ready to run right now, this one excluded (Linux: /proc/loadavg's 4th field)."""
+    try:
+        with open(LOADAVG) as f:
+            return max(0, int(f.read().split()[3].split("/")[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _busy_warning() -> str | None:
+    """Other programs competing for the cores while timing. Linux counts the processes runnable at this
+    instant; the load average (used elsewhere) is a one-minute moving average, so it still blames the
+    machine for work that ended seconds ago, such as a neighbour experiment just stopped."""
+    cores = os.cpu_count() or 1
+    now = _runnable_now()
+    if now is not None:
+        if now >= cores:
+            return (f"the machine is busy: {now} other process(es) are running right now on its {cores} cores;"
+                    " numbers will be slower and noisier")
+        return None
     try:
         load1 = os.getloadavg()[0]
     except (AttributeError, OSError):
         return None
-    cores = os.cpu_count() or 1
     if load1 > cores + 0.5:
         return f"the machine is busy: load average {load1:.1f} is above its {cores} cores; numbers will be slower and noisier"
     return None
@@ -395,8 +416,9 @@ def _sample_warnings(samples: list[float], loops: int, median: float, iqr: float
         )
     if samples and median > 0 and min(samples) < 0.75 * median:
         warns.append(
-            f"the fastest run is {1 - min(samples) / median:.0%} below the median (frequency boost or"
-            " a quiet moment); the median is the number to report"
+            f"the fastest run took {format_seconds(min(samples))}, {1 - min(samples) / median:.0%} less"
+            f" time than the median run ({format_seconds(median)}): a frequency boost or a quiet"
+            " moment; the median is the number to report"
         )
     if first_call is not None and median > 0 and first_call > 10 * median and first_call > 1e-3:
         warns.append(

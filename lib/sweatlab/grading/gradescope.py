@@ -82,7 +82,7 @@ def _test_output(result: Any, hidden: bool) -> str:
     """What a learner reads under one test: the failure in words; for a public test, their traceback too."""
     if result.passed:
         return "Passed."
-    message = (result.message or "failed").rstrip()
+    message = (getattr(result, "text", None) or result.message or "failed").rstrip()
     parts = [_fenced(message)]
     traceback = getattr(result, "traceback", "") or ""
     if traceback and not hidden:  # the learner's own frames only (see checks.core.learner_traceback)

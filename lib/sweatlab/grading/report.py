@@ -38,7 +38,7 @@ def gradescope(grade: SubmissionGrade) -> dict:
     return {"score": round(grade.score, 4), "max_score": round(grade.max_score, 4),
             "execution_time": round(grade.seconds, 2), "output": "\n".join(grade.notes + grade.cell_errors),
             "tests": [{"name": test_column(r), "score": r.points, "max_score": r.max_points,
-                       "status": "passed" if r.passed else "failed", "output": r.message,
+                       "status": "passed" if r.passed else "failed", "output": r.text,
                        "visibility": "after_published" if r.hidden else "visible"} for r in grade.results]}
 
 
@@ -74,9 +74,13 @@ def feedback_markdown(grade: SubmissionGrade) -> str:
                     # one line per exercise, not one per test: the advice is the same for all of them
                     lines += ["```", failed[0].message.rstrip(), "```", ""]
                     continue
+                hints: list[str] = []
                 for r in failed:
                     lines += [f"**{r.name}**", "", "```", r.message.rstrip()] + \
                              ([r.traceback.rstrip()] if r.traceback else []) + ["```", ""]
+                    if getattr(r, "hint", "") and r.hint not in hints:
+                        hints.append(r.hint)
+                lines += [f"*Hint:* {h}" for h in hints] + ([""] if hints else [])  # once each per exercise
     if grade.cell_errors:
         lines += ["## Cells that raised an error", ""]
         for e in grade.cell_errors:
