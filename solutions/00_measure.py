@@ -43,7 +43,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from sweatlab import energy, peak, records, roofline
+from sweatlab import energy, energy_data, peak, records, roofline
 from sweatlab.checks import LabChecks
 from sweatlab.checks.lab00_measure import reference_cost, time_it_probe
 from sweatlab.config import pick, quick
@@ -767,16 +767,43 @@ def triad_step():
     np.add(big[0], big[1], out=big[0])
 
 
+WORK = [("matmul 512 (compute-bound)", matmul_step, matmul_cost(512, 512, 512).flops),
+        ("triad 2^23 (memory-bound)", triad_step, 2 * 2**23)]  # a multiply and an add per element
+energy_rows = []
 with threadpool_limits(1, user_api="blas"):
-    with energy.EnergyMeter() as meter:
-        calls = run_for(work_s, matmul_step)
-print(meter.reading)
-matmul_gflop = calls * matmul_cost(512, 512, 512).flops / 1e9
-if meter.reading.joules is not None:
-    print(f"measured: {matmul_gflop / meter.reading.joules:.2f} GFLOP per joule "
-          f"({matmul_gflop:.1f} GFLOP in {meter.reading.joules:.2f} J, whole package: other programs included)")
-else:
-    print(f"{matmul_gflop:.1f} GFLOP done; joules unknown, so GFLOP per joule is unknown: the reading says None, not 0")
+    for work_name, step, flop_per_call in WORK:
+        with energy.EnergyMeter() as meter:  # the CPU's energy: a GPU's counter is never counted for CPU work
+            calls = run_for(work_s, step)
+        energy_rows.append((work_name, calls * flop_per_call / 1e9, meter.reading))
+print(energy_rows[0][2])
+print()
+for work_name, gflop, r in energy_rows:
+    rate = f"{work_name:28s} {gflop / r.duration_s:7.2f} GFLOP/s"
+    if r.joules is not None:
+        print(f"{rate}, {r.joules:.2f} J ({r.kind}: {r.source}) = {gflop / r.joules:.3g} GFLOP per joule")
+    else:
+        print(f"{rate}; joules unknown ({r.kind}), so GFLOP per joule is unknown: None, not 0")
+
+# %% [markdown] sweat={"id": "sec-energy-reference"}
+# Where this machine measured nothing, a **shipped measurement** stands in: figures measured once on a
+# machine with an energy counter, shipped with the course as data with their provenance
+# (`sweatlab.energy_data`), and labelled so they are never mistaken for yours. They show what the two
+# kernels above would show with a sensor: a compute-bound product does far more work per joule than
+# a memory-bound one, at nearly the same power. The table of energy per operation below it says why.
+
+# %% sweat={"id": "energy-reference", "role": "demo"}
+print(f"shipped measurement: {energy_data.SHIPPED_PROVENANCE}")
+for m in energy_data.SHIPPED:
+    print(f"  {m.device}  {m.work:38s} {m.bound:>7s}-bound {m.gflops:>9,.0f} GFLOP/s at {m.watts:3.0f} W "
+          f"= {m.gflop_per_joule:6.1f} GFLOP per joule")
+matmul32, gemv32 = energy_data.SHIPPED[0], energy_data.SHIPPED[1]
+print(f"same board, {matmul32.watts:.0f} W and {gemv32.watts:.0f} W: the fp32 matmul did "
+      f"{matmul32.gflop_per_joule / gemv32.gflop_per_joule:.0f}x more work per joule than the matrix-vector product")
+print(f"\nenergy per operation, {energy_data.HOROWITZ_SOURCE}:")
+for op, pj in energy_data.HOROWITZ_45NM.items():
+    print(f"  {op:30s} {pj:8.2f} pJ")
+print(f"one 64-bit DRAM read costs as much as {energy_data.horowitz_ratio():,.0f} to "
+      f"{energy_data.horowitz_ratio('DRAM read (64 bit), high end'):,.0f} fp32 adds")
 
 # %% [markdown] sweat={"id": "sec-estimate"}
 # Where no sensor exists, an **estimate** is a model, and only as good as its inputs. `EnergyMeter`
@@ -785,17 +812,13 @@ else:
 # datasheet. A VM does not say which chip it runs on, so below the inputs are **hypothetical**: a
 # 64-core server part rated at 280 W (the AMD EPYC 7763: AMD's product specification page lists a
 # default TDP of 280 W, configurable 225-280 W; the same range appears in AMD's Milan launch line-up as
-# tabulated by Techgage, 2021), with this process as a 1-core slice of it; and the
-# same 280 W if this OS's cores were the whole chip. Put your own CPU's TDP and core count in `MY_TDP_W` and `MY_CHIP_CORES`
-# for a third row.
+# tabulated by Techgage, 2021), with this process as a 1-core slice of it. Put your own CPU's TDP and
+# core count in `MY_TDP_W` and `MY_CHIP_CORES` for a second row.
 
 # %% sweat={"id": "energy-estimate", "role": "demo"}
 MY_TDP_W = None        # your CPU's TDP in watts, from its datasheet (the vendor's product page)
 MY_CHIP_CORES = None   # how many cores that chip has
-assumptions = [
-    ("280 W, 64-core chip; this process: 1 core of it", 280.0, 64),
-    (f"280 W, but only {CORES} cores (what this OS sees)", 280.0, CORES),
-]
+assumptions = [("280 W, 64-core chip; this process: 1 core of it", 280.0, 64)]
 if MY_TDP_W and MY_CHIP_CORES:
     assumptions.append((f"yours: {MY_TDP_W:g} W, {MY_CHIP_CORES} cores", float(MY_TDP_W), int(MY_CHIP_CORES)))
 
@@ -816,22 +839,20 @@ with threadpool_limits(1, user_api="blas"):
                   f"= {watts:6.2f} W (CPU utilisation {utilisation:.2f}){sensor}")
 print("\nthe first reading in full, with its stated assumptions:")
 print(estimates_j[assumptions[0][0], "matmul (compute-bound)"])
-spread = max(r.estimate_j / r.duration_s for r in estimates_j.values()) / min(
-    r.estimate_j / r.duration_s for r in estimates_j.values())
-print(f"\nestimated watts vary {spread:.0f}x across these assumptions, for the same work on the same machine")
 
 # %% [markdown] sweat={"id": "sec-energy-read"}
 # **What the estimate can tell**: an order of magnitude, *given* its stated inputs, and how energy
 # scales with CPU time (twice the CPU time, twice the estimate).
 #
-# **What it cannot tell**: anything the inputs do not contain. The cell above shows the estimated
-# power moving by the printed factor when only the assumed chip changes. And within one assumption,
-# the compute-bound matmul and the memory-bound triad get watts that differ only as much as their
-# printed CPU utilisation does: the model sees a busy core either way, while a real chip draws
-# different power for vector arithmetic and for waiting on memory. So an estimate can never show
-# that one kernel is more *energy*-efficient than another beyond what their CPU times already say.
-# Only a sensor can; where you have one (RAPL on a Linux laptop with read access, NVML on an NVIDIA
-# GPU), `EnergyMeter()` reports measured joules, with the estimate beside it when you ask for both.
+# **What it cannot tell**: anything the inputs do not contain. Change the TDP or the core count and
+# the estimate moves in proportion. And the compute-bound matmul and the memory-bound triad get watts
+# that differ only as much as their printed CPU utilisation does: the model sees a busy core either
+# way, while a real chip spends its energy differently on vector arithmetic and on moving data from
+# DRAM (the table of energy per operation above). So an estimate can never show that one kernel is
+# more *energy*-efficient than another beyond what their CPU times already say; the shipped
+# measurement above does, and so does a sensor. Where you have one (RAPL on a Linux laptop with read
+# access, NVML on an NVIDIA GPU), `EnergyMeter()` reports measured joules for the device it measures,
+# with the estimate beside it when you ask for both.
 
 # %% [markdown] sweat={"id": "sec-other-hw"}
 # ## 9. On other hardware

@@ -371,3 +371,15 @@ def test_beginning_twice_is_refused(tmp_path):
     with pytest.raises(RuntimeError, match="end"):
         m.begin()
     assert m.end().kind == "unavailable"
+
+
+def test_shipped_figures_carry_their_provenance_and_show_compute_vs_memory_per_joule():
+    from sweatlab import energy_data as E
+
+    assert all(m.kind == "shipped measurement" and "NVML" in m.provenance and "one run" in m.provenance
+               for m in E.SHIPPED)
+    matmul, gemv = E.SHIPPED[0], E.SHIPPED[1]
+    assert (matmul.bound, gemv.bound) == ("compute", "memory")
+    assert matmul.gflop_per_joule == pytest.approx(72, rel=0.01) and gemv.gflop_per_joule == pytest.approx(2.7, rel=0.01)
+    assert 1000 < E.horowitz_ratio() < E.horowitz_ratio("DRAM read (64 bit), high end") < 3000
+    assert "ISSCC 2014" in E.HOROWITZ_SOURCE

@@ -5,6 +5,7 @@ Modules (one responsibility each):
     hardware   what machine this is (CPU, ISA features, caches, BLAS, GPUs)
     flops      FLOP and byte counts; arithmetic intensity (a multiply-add is 2 FLOPs)
     roofline   measured peak compute and bandwidth; roofline plots
+    ladder     lab 01's matmul harness: the float32 bound, check-then-time, reference kernels standing in
     energy     energy sensors (RAPL, NVML) or a labelled estimate
     records    append one JSON record of a lab's results
     course     solutions -> labs generation and the sync checks (course_layout, _source, _build, _check)
