@@ -570,6 +570,9 @@ for line in hw_1.assumed + hw_1.notes:
 if hw_1.gflops:
     print(f"[timing] BLAS's best reaches {100 * peak_1.gflops / hw_1.gflops:.0f}% of the hardware peak on one core, "
           f"{100 * peak_all.gflops / hw_all.gflops:.0f}% on {CORES} (hardware peak {hw_all.gflops:.0f} GFLOP/s)")
+    if peak_1.gflops > hw_1.gflops:
+        print("note: BLAS above the hardware peak is impossible: the clock was measured while another program shared "
+              "the core (or the core type was guessed wrong). Close other programs and rerun this cell.")
 if CORES > 1 and peak_all.gflops < peak_1.gflops:
     print(f"note: {CORES} cores measured SLOWER than one: other programs were using the cores (see section 4); "
           "close them and rerun this cell for the machine's real figure")

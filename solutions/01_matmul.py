@@ -44,7 +44,7 @@ from numba import njit
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from sweatlab import config, flops, hardware, peak, records, roofline
+from sweatlab import config, energy, flops, hardware, peak, records, roofline
 from sweatlab.checks import LabChecks
 from sweatlab.ladder import Ladder, error_vs_bound, random_matrices
 from sweatlab.timing import bench, format_seconds
@@ -109,6 +109,9 @@ BLAS_GFLOPS = max(p.gflops for p in peaks)
 HW_GFLOPS = HW.gflops or float("nan")  # nan only where the clock could not be had: the % columns then say nan
 print(f"[timing] BLAS's best on one core: {BLAS_GFLOPS:.1f} GFLOP/s float32 = {100 * BLAS_GFLOPS / HW_GFLOPS:.0f}% "
       f"of the hardware peak ({HW_GFLOPS:.1f} GFLOP/s)")
+if BLAS_GFLOPS > HW_GFLOPS:
+    print("note: BLAS above the hardware peak is impossible: the clock was measured while another program shared "
+          "the core (or the core type was guessed wrong). Close other programs and rerun this cell.")
 
 # %% [markdown] sweat={"id": "tolerance"}
 # ## 2. Correct first: what does "equal" mean in float32?
@@ -201,7 +204,24 @@ ax.legend(fontsize=8);
 # cell to put your own code on the ladder.
 
 # %% sweat={"id": "harness", "role": "demo"}
-ladder = Ladder(HW_GFLOPS, BLAS_GFLOPS, budget_s=BUDGET_S, say=print)  # prints notes and timing lines
+# Energy per rung: measured where this machine has a CPU energy sensor (RAPL), else a labelled
+# *estimate* from stated inputs (lab 00, section 8). The inputs below are hypothetical: a 280 W,
+# 64-core chip (AMD EPYC 7763) with this process on one of its cores. Put your CPU's TDP and core
+# count (its datasheet) in MY_TDP_W and MY_CHIP_CORES.
+MY_TDP_W, MY_CHIP_CORES = None, None
+if MY_TDP_W and MY_CHIP_CORES:
+    TDP_W, CHIP_CORES, TDP_SOURCE = float(MY_TDP_W), int(MY_CHIP_CORES), "your datasheet"
+else:
+    TDP_W, CHIP_CORES, TDP_SOURCE = 280.0, 64, "hypothetical: AMD EPYC 7763, 280 W, 64 cores"
+
+
+def rung_meter():
+    """A fresh energy meter for one rung's timed runs (a sensor if any, with the labelled estimate beside it)."""
+    return energy.EnergyMeter(estimate=True, tdp_w=TDP_W, host_cores=CHIP_CORES, cores_used=1,
+                              tdp_source=TDP_SOURCE, poll_s=None)
+
+
+ladder = Ladder(HW_GFLOPS, BLAS_GFLOPS, budget_s=BUDGET_S, say=print, energy_meter=rung_meter)
 LADDER = ladder.gflops  # rung -> {n: GFLOP/s}, filled by measure()
 
 
@@ -281,7 +301,7 @@ print(f"[timing] {per_iter_ns:.0f} ns per inner-loop iteration; at the hardware 
 # Each trip through the inner loop makes the interpreter decode bytecodes, look up `A[i]` and then
 # `[k]` in lists of pointers, unbox two Python floats, allocate a new float for the product and another
 # for the sum. The multiply-add itself is a tiny part of that. How tiny, section 6 measures: compiled,
-# the same ijk loops ran 63x faster on the 2-core VM this notebook was run on (`python_ijk` to
+# the same ijk loops ran 59x faster on the 2-core VM this notebook was run on (`python_ijk` to
 # `numba_ijk` in the ladder table; on yours, see that table).
 #
 # ## 4. Loop orders and strides
@@ -428,8 +448,8 @@ print(f"[timing] at n = {N_COMMON}: {r_rows.bench.median_s / N_COMMON**2 * 1e6:.
 # in i, k, j order, adding `A[i, k] * B[k, j]` into `C[i, j]`. Keep `for j in range(N)` as the innermost
 # loop. The first call compiles (about a second). The check calls it on small matrices, then times it
 # against `matmul_numba_ijk` on 256 x 256 matrices, fresh ones each round, interleaved, checking every
-# result, and asks for at least 2x. On the 2-core VM this notebook was run on, ikj ran 14x faster than
-# ijk at n = 256 (37.5 against 2.66 GFLOP/s in the ladder table below); a grader timing each call from
+# result, and asks for at least 2x. On the 2-core VM this notebook was run on, ikj ran 17x faster than
+# ijk at n = 256 (36.7 against 2.21 GFLOP/s in the ladder table below); a grader timing each call from
 # outside its sandbox, request included, measured 7.1-8.8x on the same VM (README, *Grading*).
 
 # %% sweat={"id": "ex-numba-ikj", "role": "answer"}
@@ -482,13 +502,14 @@ def order_kernel(order):
 
 print(TEMPLATE.format(*"jki", order="jki", n0="N", n1="K", n2="M"))
 A_o, B_o = random_matrices(N_ORDERS)
-order_gflops = {}
+order_gflops, order_results = {}, {}
 for order in tqdm(ORDERS, desc="loop orders"):
     kernel = order_kernel(order)
     C_o = kernel(A_o, B_o)  # compiles it
     assert error_vs_bound(C_o, A_o, B_o, rtol(N_ORDERS)) <= 1
     res = bench(kernel, A_o, B_o, budget_s=BUDGET_S, min_runs=3, warmup=0, name=order)
     order_gflops[order] = res.gflops(flops.matmul(N_ORDERS, N_ORDERS, N_ORDERS).flops)
+    order_results[order] = res
     print(f"[timing] {order}: median {format_seconds(res.median_s)}, {order_gflops[order]:.2f} GFLOP/s")
 
 # %% sweat={"id": "orders-plot", "role": "demo"}
@@ -498,32 +519,37 @@ try:
     colours = ["tab:green" if max(inner_strides(o, 1000)) == 1 else "tab:red" for o in ORDERS]
 except NotImplementedError:
     labels, colours = ORDERS, ["tab:blue"] * len(ORDERS)
-ax.bar(labels, [order_gflops[o] for o in ORDERS], color=colours)
-ax.set(yscale="log", ylabel="GFLOP/s (log scale)", xlabel="loop order, and inner-loop strides (A, B, C)",
-       title=f"Six loop orders, numba, float32, n = {N_ORDERS}, 1 thread (green: no stride n)")
-for x, o in enumerate(ORDERS):
-    ax.annotate(f"{order_gflops[o]:.2g}", (x, order_gflops[o]), ha="center", va="bottom", fontsize=8);
+work_o = flops.matmul(N_ORDERS, N_ORDERS, N_ORDERS).flops / 1e9
+for x, (o, colour) in enumerate(zip(ORDERS, colours)):
+    q1, q3 = np.percentile(order_results[o].samples_s, [25, 75])  # the runs' IQR, as a rate below
+    g = order_gflops[o]
+    ax.errorbar([x], [g], yerr=[[g - work_o / q3], [work_o / q1 - g]], fmt="o", color=colour, ms=8, capsize=4)
+    ax.annotate(f"{g:.2g}", (x, g), textcoords="offset points", xytext=(10, 0), va="center", fontsize=9)
+ax.set_xticks(range(len(ORDERS)), labels)
+ax.set(yscale="log", ylabel="GFLOP/s (log scale; median, bars = IQR)", xlim=(-0.5, len(ORDERS) - 0.5),
+       xlabel="loop order, and inner-loop strides (A, B, C)",
+       title=f"Six loop orders, numba, float32, n = {N_ORDERS}, 1 thread (green: no stride n)");
 
 # %% [markdown] sweat={"id": "compiled-why"}
 # Read the bars. On the 2-core VM this notebook was run on (full mode, n = 512), the two orders whose
-# inner loop has no stride n ran **40-170x** faster than the other four (ikj over ijk: 45x); on yours,
+# inner loop has no stride n ran **35-145x** faster than the other four (ikj over ijk: 40x); on yours,
 # see the bars above. Strides are only part of the reason:
 # - **SIMD.** With stride 1 and no dependence between iterations of j, LLVM turns the inner loop of ikj
 #   and kij into vector instructions (8 float32 per AVX2 instruction). No other order gets that.
 # - **A chain of dependent adds.** In ijk and jik the inner loop is a running sum: each `+=` waits for
 #   the previous add to finish, and without permission to reorder additions (`fastmath`, lab 02) LLVM
 #   must keep that order. At n = 256, where A, B and C (3 x 256 KiB) fit in the 1 MiB L2, `numba_ijk`
-#   took 12.6 ms for 256³ steps (the ladder table below): 0.75 ns a step, about 2.8 cycles at the
-#   3.67 GHz section 1 measured, which is the latency of one floating-point add (3 cycles on AMD's Zen
-#   cores and 4 on Intel Skylake-family cores in A. Fog's *Instruction tables*, Technical University of
-#   Denmark, 2022; the clock estimate carries a few percent of error). The chain, not memory, sets its
-#   pace. At n = 512 (these bars) B alone is 1 MiB, its columns no longer stay in L2, and ijk drops to
-#   0.88 GFLOP/s.
+#   took 15.2 ms for 256³ steps (the ladder table below): 0.91 ns a step, about 3.3 cycles at the
+#   3.69 GHz section 1 measured (2.8-3.3 cycles in the runs seen), close to the latency of one
+#   floating-point add: 3 cycles on AMD's Zen cores and 4 on Intel Skylake-family cores in A. Fog's
+#   *Instruction tables* (Technical University of Denmark, 2022). The chain, not memory, sets its pace.
+#   At n = 512 (these bars) B alone is 1 MiB, its columns no longer stay in L2, and ijk drops to
+#   0.86 GFLOP/s.
 # - **Cache lines.** Memory moves in 64-byte lines (16 floats). A stride-1 loop uses all 16 floats of
 #   each line it loads; jki and kji step down columns of A *and* C, so every load and every store
 #   touches a new line: they ran 3-4x slower than ijk.
 #
-# ikj and kij have the same strides, yet kij ran 1.1x slower on this run (35.8 against 40.0 GFLOP/s),
+# ikj and kij have the same strides, yet kij ran 1.1x slower on this run (30.9 against 34.7 GFLOP/s),
 # and 1.5x slower on a Zen 3 VM at n = 256. Where a difference shows, it is traffic: ikj keeps row i of
 # C in L1 for its whole k loop and streams rows of B, which it only reads; kij holds one row of B and
 # sweeps it over every row of C, so each (k, i) step reads a row of C from beyond L1 and writes it back.
@@ -739,18 +765,36 @@ LABELS = {"python_ijk": "pure Python, ijk", "python_ikj": "pure Python, ikj", "n
 common = [LADDER.get(r, {}).get(N_COMMON, np.nan) for r in RUNGS]
 large = [LADDER.get(r, {}).get(N_LARGE, np.nan) for r in RUNGS]
 
-fig_ladder, ax = plt.subplots(figsize=(9, 4.8))
+fig_ladder, ax = plt.subplots(figsize=(9, 5.6), layout="constrained")
 y = np.arange(len(RUNGS))
-ax.barh(y, common, color="tab:blue", alpha=0.8, label=f"n = {N_COMMON} (every rung)")
-ax.plot(large, y, "D", color="tab:orange", ms=8, label=f"n = {N_LARGE} (the faster rungs only)")
+
+
+def iqr_bars(n):
+    """Median GFLOP/s of each rung at size n, and the distance to its IQR ends (the runs' spread, as a rate)."""
+    mid, lo, hi = [], [], []
+    for r in RUNGS:
+        m = ladder.measurements.get(r, {}).get(n)
+        if m is None:
+            mid.append(np.nan), lo.append(0.0), hi.append(0.0)
+            continue
+        slow, fast = m.iqr_gflops
+        mid.append(m.gflops), lo.append(m.gflops - slow), hi.append(fast - m.gflops)
+    return np.array(mid), np.array([lo, hi])
+
+
+for n, marker, colour, dy, text in ((N_COMMON, "o", "tab:blue", -0.12, f"n = {N_COMMON} (every rung)"),
+                                     (N_LARGE, "D", "tab:orange", 0.12, f"n = {N_LARGE} (the faster rungs only)")):
+    mid, err = iqr_bars(n)
+    ax.errorbar(mid, y + dy, xerr=err, fmt=marker, color=colour, ms=7, capsize=3, lw=1.2,
+                label=f"{text}: median, bars = IQR of the runs")
 ax.axvline(HW_GFLOPS, color="k", ls="--", lw=1.2, label=f"hardware peak, 1 core ({HW_GFLOPS:.0f} GFLOP/s)")
 ax.axvline(BLAS_GFLOPS, color="grey", ls=":", lw=1.5, label=f"BLAS's best, 1 core ({BLAS_GFLOPS:.0f} GFLOP/s)")
 for yi, gf, gf_large in zip(y, common, large):
     if np.isfinite(gf):
         pct = 100 * gf / HW_GFLOPS
-        at = np.nanmax([gf, gf_large]) * 1.25
+        at = np.nanmax([gf, gf_large]) * 1.6
         ax.annotate(f"{gf:.3g} GFLOP/s ({pct:.0f}%)" if pct >= 10 else f"{gf:.3g} GFLOP/s ({pct:.2g}%)",
-                    (at, yi), va="center", fontsize=8)
+                    (at, yi), va="center", fontsize=9)
 ax.set_yticks(y, [ladder.label(LABELS[r], r) for r in RUNGS])  # "(reference)": the library's kernel, not yours
 ax.invert_yaxis()
 ax.set_xscale("log")
@@ -760,20 +804,38 @@ ax.set_xlabel("GFLOP/s, float32 (pure Python: float64), 1 thread, log scale")
 top = ax.secondary_xaxis("top", functions=(lambda g: 100 * g / HW_GFLOPS, lambda p: p * HW_GFLOPS / 100))
 top.set_xlabel("% of the hardware peak (labels: GFLOP/s and % of it)")
 ax.set_title(f"The matmul ladder on {machine.cpu_model or 'this machine'}, one core", fontsize=11)
-ax.legend(loc="upper right", fontsize=8);
+ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False);
 
 # %% sweat={"id": "ladder-table", "role": "demo"}
 base = LADDER.get("python_ijk", {}).get(N_COMMON)
 names = {r: ladder.label(r, r) for r in RUNGS}  # "(reference)": measured with the library's kernel
 w = max(map(len, names.values())) + 1
-print(f"{'rung':<{w}}{'n':>6}{'GFLOP/s':>12}{'% of hw peak':>14}{'% of BLAS':>11}{'x pure Python ijk':>19}")
+KIND = {"measured": "measured", "estimated": "est.", "unavailable": ""}
+
+
+def per_joule(r, n):
+    """The rung's GFLOP per joule at size n, with its kind, as text ("-" when unknown)."""
+    m = ladder.measurements.get(r, {}).get(n)
+    if m is None or m.gflop_per_joule is None:
+        return "-"
+    return f"{m.gflop_per_joule:.3g} {KIND[m.energy_kind]}"
+
+
+print(f"{'rung':<{w}}{'n':>6}{'GFLOP/s':>12}{'% of hw peak':>14}{'% of BLAS':>11}{'x pure Python ijk':>19}"
+      f"{'GFLOP/J':>15}")
 for n in (N_COMMON, N_LARGE):
     for r in RUNGS:
         gf = LADDER.get(r, {}).get(n)
         if gf is None:
             continue
         times = "-" if not base or n != N_COMMON else f"{gf / base:,.0f}x" if gf >= 10 * base else f"{gf / base:.2g}x"
-        print(f"{names[r]:<{w}}{n:>6}{gf:>12.4g}{100 * gf / HW_GFLOPS:>13.3g}%{100 * gf / BLAS_GFLOPS:>10.3g}%{times:>19}")
+        print(f"{names[r]:<{w}}{n:>6}{gf:>12.4g}{100 * gf / HW_GFLOPS:>13.3g}%{100 * gf / BLAS_GFLOPS:>10.3g}%{times:>19}"
+              f"{per_joule(r, n):>15}")
+kinds = {m.energy_kind for by_n in ladder.measurements.values() for m in by_n.values()}
+if "estimated" in kinds:
+    print(f"\nGFLOP/J est.: an ESTIMATE, not a measurement (no CPU energy sensor here): power = {TDP_W:g} W x "
+          f"(1 core / {CHIP_CORES}) x CPU utilisation, inputs {TDP_SOURCE}. At one power for every rung, work per "
+          "joule follows work per second.")
 if any(ladder.by_reference(r) for r in RUNGS):
     print("\n(reference): the library's kernel stood in for an exercise not written yet; write it and rerun that "
           "rung's measurement cell to put yours on the ladder")
@@ -788,18 +850,24 @@ if any(gf > BLAS_GFLOPS for rung in LADDER.values() for gf in rung.values()):
 # Read the ladder (the plot and the table above, both measured in this session):
 # - **Pure Python → NumPy rows → numba ijk**: taking the interpreter out of the inner loop, then out of
 #   all loops: the biggest steps on the ladder. `python_ijk` to `numba_ijk` is the same loops without
-#   the interpreter, so its ratio in the table (63x on the VM this notebook was run on) is the
+#   the interpreter, so its ratio in the table (59x on the VM this notebook was run on) is the
 #   interpreter's cost; everything after it is SIMD and memory order.
 # - **numba ijk → ikj**: the same compiled code with a stride-1 inner loop that vectorizes and has no
-#   dependent add chain: about another 14x on that VM at n = 256 (section 6).
+#   dependent add chain: about another 17x on that VM at n = 256 (section 6).
 # - **The whole span** printed under the table compares float64 Python with float32 BLAS. Like with
 #   like it is about half as large: a float64 matmul took 2.0x the time of a float32 one in lab 00's
 #   section 3 on the same VM (half the numbers per vector instruction).
-# - **ikj → tiled**: a gain that depends on your caches and on the tile (section 7): on that VM 1.05x at
-#   n = 256 and 1.22x at n = 1024, with the best tile from the sweep.
+# - **ikj → tiled**: a gain that depends on your caches and on the tile (section 7): on that VM 1.17x at
+#   n = 256 and 1.18x at n = 1024, with the best tile from the sweep.
+# - **Joules.** The last column is work per joule, labelled with its kind. On a machine without a CPU
+#   energy sensor (this VM, most laptops without root) it is an *estimate*: one core's share of a
+#   stated TDP times its utilisation, the same power for every rung, so GFLOP per joule simply follows
+#   GFLOP/s: the same product on the same core costs joules in proportion to its time, and the fast
+#   rungs are the frugal ones. A sensor (RAPL) measures what the estimate cannot: that vector arithmetic
+#   and waiting on memory draw different power (lab 00, section 8).
 # - **Best loop → BLAS**: still several times. The ikj inner loop loads and stores C for every single
 #   vector multiply-add; BLAS keeps a block of C in *registers* across the whole k loop, feeds the
-#   vector units from packed panels sized to L1 and L2, and so reaches 86-88% of the hardware peak on that
+#   vector units from packed panels sized to L1 and L2, and so reaches 87% of the hardware peak on that
 #   VM (the ladder table). That
 #   register-blocked micro-kernel, vector lanes and threads are lab 02.
 #
@@ -822,7 +890,7 @@ if any(gf > BLAS_GFLOPS for rung in LADDER.values() for gf in rung.values()):
 #
 # ## Record and summary
 
-# %% sweat={"id": "record", "role": "demo", "record_keys": ["n", "gflops.python_ijk", "gflops.python_ikj", "gflops.numpy_rows", "gflops.numba_ijk", "gflops.numba_ikj", "gflops.numba_tiled", "gflops.blas", "n_large", "gflops_large", "peak_gflops", "hardware_peak_gflops", "best_tile", "reference_rungs", "quick"]}
+# %% sweat={"id": "record", "role": "demo", "record_keys": ["n", "gflops.python_ijk", "gflops.python_ikj", "gflops.numpy_rows", "gflops.numba_ijk", "gflops.numba_ikj", "gflops.numba_tiled", "gflops.blas", "n_large", "gflops_large", "peak_gflops", "hardware_peak_gflops", "gflop_per_joule", "energy_kind", "best_tile", "reference_rungs", "quick"]}
 rec = records.record(
     "01_matmul",
     n=N_COMMON,
@@ -831,6 +899,9 @@ rec = records.record(
     gflops_large={r: LADDER[r][N_LARGE] for r in RUNGS if N_LARGE in LADDER.get(r, {})},
     peak_gflops=BLAS_GFLOPS,
     hardware_peak_gflops=HW_GFLOPS,
+    gflop_per_joule={r: ladder.measurements[r][N_COMMON].gflop_per_joule for r in RUNGS
+                     if N_COMMON in ladder.measurements.get(r, {})},
+    energy_kind=sorted({m.energy_kind for by_n in ladder.measurements.values() for m in by_n.values()}),
     best_tile=best_tile,
     reference_rungs=[r for r in RUNGS if ladder.by_reference(r)],  # measured with the library's kernel, not yours
     quick=QUICK,
@@ -851,12 +922,12 @@ if os.environ.get("SWEAT_SLIDES_IMG"):
 # %% [markdown] sweat={"id": "summary"}
 # **Summary.**
 # - The textbook loop spends almost all its time in the interpreter, not in arithmetic: compiling the
-#   same loops (`python_ijk` to `numba_ijk`) made them 63x faster on the VM this notebook was run on.
+#   same loops (`python_ijk` to `numba_ijk`) made them 59x faster on the VM this notebook was run on.
 #   Removing the interpreter is worth the most; the rest of the way to BLAS is SIMD and memory order.
 #   (Section 3's ratio to one multiply-add at peak lumps all of these together.)
 # - Once the code is compiled, the inner loop decides: with stride 1 and independent iterations it
 #   vectorizes; ijk waits on one dependent add at a time, and stride-n loops waste cache lines. On that
-#   VM the stride-1 orders ran 40-170x faster than the others at n = 512; on yours, see section 6.
+#   VM the stride-1 orders ran 35-145x faster than the others at n = 512; on yours, see section 6.
 # - Tiling keeps a block of B in cache; whether it pays depends on your cache sizes and speeds (section 7).
 # - BLAS is several times faster still, because it also keeps C in registers and is hand-tuned per CPU.
 # - Every rung was checked against float64 with rtol = γ_k ≈ k·2⁻²⁴ before it was timed.

@@ -129,6 +129,26 @@ def test_a_missing_tolerance_is_replaced_by_gamma_with_one_note():
     assert not ladder.by_reference("matmul_rtol") and len(said) == 1
 
 
+def test_each_rung_carries_its_energy_reading_and_work_per_joule(tmp_path):
+    """With an energy meter, a rung's GFLOP per joule is its GFLOP/s over the window's average watts,
+    labelled with the reading's kind; without a sensor or an estimate it is unknown, never 0."""
+    from sweatlab.energy import EnergyMeter
+
+    no_sensor = dict(rapl_root=tmp_path / "none", nvml_module=None, poll_s=None, use_sensors=False)
+    estimated = L.Ladder(100.0, 90.0, budget_s=0.05, energy_meter=lambda: EnergyMeter(
+        estimate=True, tdp_w=64.0, host_cores=16, cores_used=1, tdp_source="a test", **no_sensor))
+    m = estimated.measure("blas", np.matmul, 64)
+    assert m.energy_kind == "estimated" and m.gflop_per_joule is not None
+    assert m.gflop_per_joule == pytest.approx(m.gflops / m.energy.average_w)
+    assert 0 < m.energy.average_w <= 4.0 + 1e-9  # at most 64 W x 1/16 of the chip
+    low, high = m.iqr_gflops
+    assert low <= m.gflops <= high
+    unknown = L.Ladder(100.0, 90.0, budget_s=0.05, energy_meter=lambda: EnergyMeter(**no_sensor))
+    u = unknown.measure("blas", np.matmul, 64)
+    assert u.energy_kind == "unavailable" and u.gflop_per_joule is None
+    assert "GFLOP per joule unknown" in unknown.timing_line(u)
+
+
 def test_measure_stands_the_reference_in_for_a_missing_kernel_and_marks_the_rung():
     said = []
     ladder = L.Ladder(100.0, 50.0, budget_s=0.01, say=said.append)

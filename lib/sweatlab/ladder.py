@@ -281,6 +281,31 @@ class Measurement:
     first_call_s: float  # the untimed first call (numba compiles then)
     kernel: str  # the function that was measured: the learner's, or the library's reference_*
     reference: bool  # True when the library's reference stood in for the learner's function
+    energy: Any = None  # the EnergyReading over the timed runs, when the ladder has an energy meter
+
+    @property
+    def energy_kind(self) -> str:
+        """"measured", "estimated" or "unavailable" (also when the ladder measures no energy)."""
+        return getattr(self.energy, "kind", "unavailable")
+
+    @property
+    def gflop_per_joule(self) -> float | None:
+        """Work per joule of one call: its FLOPs over (average power x median time); None when unknown.
+
+        Average power over the whole timed window, times the median call: the window also holds
+        bench's calibration calls, which a per-call figure must not be charged for.
+        """
+        watts = getattr(self.energy, "average_w", None)
+        if not watts:
+            return None
+        return self.gflops / watts
+
+    @property
+    def iqr_gflops(self) -> tuple[float, float]:
+        """GFLOP/s at the slower and the faster quartile of the timed runs (the IQR, as a rate)."""
+        q1, q3 = np.percentile(self.bench.samples_s, [25, 75])
+        work = self.gflops * self.bench.median_s
+        return work / q3, work / q1
 
     def __repr__(self) -> str:
         by = f" (reference: {self.kernel})" if self.reference else ""
@@ -297,8 +322,9 @@ class Ladder:
     """
 
     def __init__(self, hw_gflops: float, blas_gflops: float, *, budget_s: float = 0.2,
-                 say: Callable[[str], Any] | None = None):
+                 say: Callable[[str], Any] | None = None, energy_meter: Callable[[], Any] | None = None):
         self.hw_gflops = hw_gflops
+        self.energy_meter = energy_meter  # makes a fresh sweatlab.energy.EnergyMeter per rung
         self.blas_gflops = blas_gflops
         self.budget_s = budget_s
         self.say = say
@@ -385,9 +411,11 @@ class Ladder:
         if not error <= 1:
             raise WrongResult(f"{rung} at n={n}: the error is {error:.3g} times the float32 bound, so the result "
                               "is wrong; run its check cell to see where")
+        meter = self.energy_meter().begin() if self.energy_meter is not None else None
         result = bench(kernel, *args, *extra, budget_s=self.budget_s, min_runs=min_runs, warmup=0, name=rung)
+        reading = meter.end() if meter is not None else None
         gf = result.gflops(flops.matmul(n, n, n).flops)
-        m = Measurement(rung, n, result, gf, error, first_s, kernel_name, reference)
+        m = Measurement(rung, n, result, gf, error, first_s, kernel_name, reference, reading)
         self.gflops.setdefault(rung, {})[n] = gf
         self.measurements.setdefault(rung, {})[n] = m
         self._show(self.timing_line(m))
@@ -402,7 +430,9 @@ class Ladder:
         return (f"[timing] {rung:<12} n={m.n:<5} median {format_seconds(b.median_s):>9} (IQR {b.rel_iqr:4.0%},"
                 f" {b.runs} runs) {m.gflops:10.4f} GFLOP/s = {100 * m.gflops / self.hw_gflops:7.3f}% of the hardware"
                 f" peak, {100 * m.gflops / self.blas_gflops:7.3f}% of BLAS; error {100 * m.error:.2g}% of the bound;"
-                f" first call {format_seconds(m.first_call_s)}")
+                f" first call {format_seconds(m.first_call_s)}"
+                + (f"; {m.gflop_per_joule:.3g} GFLOP per joule ({m.energy_kind})" if m.gflop_per_joule is not None
+                   else "; GFLOP per joule unknown" if m.energy is not None else ""))
 
 
 def __getattr__(name: str) -> Any:

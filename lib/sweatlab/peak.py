@@ -132,9 +132,11 @@ def _chain_kernel():
     return _CHAIN
 
 
-def measure_clock(steps: int = 20_000_000, repeats: int = 7) -> Clock:
+def measure_clock(steps: int = 2_000_000, repeats: int = 41) -> Clock:
     """The core clock under load, from a dependent add-xor chain (2 cycles a step); the fastest of
-    ``repeats`` runs, since interruptions only make a run slower."""
+    ``repeats`` runs, since interruptions only make a run slower. Many short runs (about a
+    millisecond each, under a scheduler time slice) rather than a few long ones, so that on a
+    shared machine at least one run has the core to itself."""
     try:
         chain = _chain_kernel()
         chain(1000, 1)  # compile
