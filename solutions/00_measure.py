@@ -127,7 +127,7 @@ print(f"the first call took {naive_s / median_s:.1f}x the median of the later ca
       f"the mean is {mean_s / median_s:.2f}x the median, the min {min_s / median_s:.2f}x")
 
 # %% sweat={"id": "naive-plot", "role": "demo"}
-fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+fig_timer, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
 left.plot(np.arange(2, n_calls + 1), later_s * 1e3, ".", color="tab:blue", label="calls 2..N")
 left.plot([1], [naive_s * 1e3], "o", color="tab:red", ms=9, label="call 1 (the naive timing)")
 left.set(yscale="log", xlabel="call number", ylabel="time per call [ms]",
@@ -319,7 +319,7 @@ for condition, methods in estimates.items():
               f"estimates range {min(values):.2f} to {max(values):.2f} (spread {max(values) / min(values):.2f}x)")
 
 # %% sweat={"id": "ratio-plot", "role": "demo"}
-fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
+fig_ratio, ax = plt.subplots(figsize=(9, 4), layout="constrained")
 positions = []
 for i, (condition, methods) in enumerate(estimates.items()):
     for j, (method, values) in enumerate(methods.items()):
@@ -407,7 +407,7 @@ for condition in ("as the machine is", "one BLAS neighbour"):
     print(f"{condition}: fastest with {best} thread(s); {worst} thread(s) took {times[worst] / times[best]:.1f}x as long")
 
 # %% sweat={"id": "oversub-plot", "role": "demo"}
-fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
+fig_threads, ax = plt.subplots(figsize=(9, 4), layout="constrained")
 for j, condition in enumerate(("as the machine is", "one BLAS neighbour")):
     for i, t in enumerate(thread_counts):
         r = oversub[condition, t]
@@ -456,7 +456,7 @@ ax.legend();
 
 # %% sweat={"id": "ex-matmul-flops", "role": "answer"}
 def matmul_flops(m, n, k):
-    """FLOPs of an (m, k) @ (k, n) product: m*n outputs, each k multiply-adds of 2 FLOPs."""
+    """FLOPs of an (m, k) @ (k, n) product. How many outputs are there, and how much work goes into each?"""
     ### BEGIN SOLUTION
     return 2 * m * n * k
     ### END SOLUTION
@@ -471,7 +471,7 @@ check("matmul_flops")
 
 # %% sweat={"id": "ex-gflops", "role": "answer"}
 def gflops(flops, seconds):
-    """Rate in GFLOP/s: flops / seconds / 1e9."""
+    """The rate in GFLOP/s of `flops` operations done in `seconds`. What does the G stand for here?"""
     ### BEGIN SOLUTION
     return flops / seconds / 1e9
     ### END SOLUTION
@@ -590,7 +590,7 @@ print("how the bandwidth was counted:", bw_1.accounting)
 
 # %% sweat={"id": "ex-attainable", "role": "answer"}
 def attainable_gflops(intensity, peak_gflops, bandwidth_gbs):
-    """Roofline bound in GFLOP/s: min(peak_gflops, bandwidth_gbs * intensity)."""
+    """The roofline's bound in GFLOP/s for a kernel of this intensity (FLOP/byte): which two limits apply?"""
     ### BEGIN SOLUTION
     return min(peak_gflops, bandwidth_gbs * intensity)
     ### END SOLUTION
@@ -607,7 +607,7 @@ check("attainable_gflops")
 
 # %% sweat={"id": "ex-bound-by", "role": "answer"}
 def bound_by(intensity, peak_gflops, bandwidth_gbs):
-    """Return "memory" if intensity < peak_gflops / bandwidth_gbs (left of the ridge), else "compute"."""
+    """Which roof limits a kernel of this intensity, "memory" or "compute"? Where do the two roofs meet?"""
     ### BEGIN SOLUTION
     return "memory" if intensity < peak_gflops / bandwidth_gbs else "compute"
     ### END SOLUTION
@@ -698,11 +698,11 @@ print("\n(GFLOP/s; predicted = attainable on the one-core roofline; measured = m
 # %% sweat={"id": "predict-plot", "role": "demo"}
 points = [roofline.KernelPoint(r["name"], r["intensity"], r["measured"]) for r in rows]
 HW1 = hw_1.gflops or P1
-fig = roofline.plot_roofline(None, points, peak_gflops={"fp32 BLAS's best, 1 core": P1,
+fig_roofline = roofline.plot_roofline(None, points, peak_gflops={"fp32 BLAS's best, 1 core": P1,
                                                         "fp32 hardware peak, 1 core": HW1}, bandwidth_gbs=B1,
                              title=f"Roofline of this machine ({describe().cpu_model or 'unknown CPU'}), "
                                    "kernels measured on one core")
-ax = fig.axes[0]
+ax = fig_roofline.axes[0]
 x_line = np.logspace(np.log10(ax.get_xlim()[0]), np.log10(ax.get_xlim()[1]), 200)
 ax.plot(x_line, np.minimum(peak_all.gflops, bw_all.gbs * x_line), "--", color="grey", lw=1.5,
         label=f"all {CORES} cores: {peak_all.gflops:.0f} GFLOP/s, {bw_all.gbs:.0f} GB/s")
@@ -907,6 +907,14 @@ rec = records.record(
 print(f"recorded in {records.records_path_for_display()}:")
 for key, value in rec["values"].items():
     print(f"  {key}: {value}")
+
+# %% tags=["solution"]
+# Author only: save the key plots for the slides (slides/img/00_*.png) when asked to.
+if os.environ.get("SWEAT_SLIDES_IMG"):
+    for name, figure in (("timer", fig_timer), ("ratio", fig_ratio), ("threads", fig_threads),
+                         ("roofline", fig_roofline)):
+        figure.savefig(os.path.join(os.environ["SWEAT_SLIDES_IMG"], f"00_{name}.png"), dpi=120, bbox_inches="tight")
+    print("saved slide images")
 
 # %% [markdown] sweat={"id": "summary"}
 # ## Summary

@@ -107,3 +107,23 @@ def test_rng_is_the_same_for_the_same_test_name():
 def test_lab_checks_prints_the_verdict(capsys):
     LabChecks(LAB)("square", {"square": lambda x: np.asarray(x) ** 2})
     assert capsys.readouterr().out == "✓ square: all 2 tests passed\n"
+
+
+def test_a_numba_typing_error_gets_a_hint_about_what_usually_causes_it():
+    numba = pytest.importorskip("numba")
+
+    @numba.njit
+    def square(x):
+        total = 0
+        for v in x:
+            total += v.nonexistent  # numba cannot type this
+        return total
+
+    from sweatlab.checks.core import InProcessRunner, Tester, run_test, TestSpec
+
+    def test(t):
+        t.call("square", np.arange(3.0))
+
+    result = run_test(TestSpec("x", "square", "types", 1.0, test), InProcessRunner({"square": square}))
+    assert not result.passed and result.message.startswith("square raised TypingError")
+    assert "numba could not compile" in result.hint and "np.asarray" in result.hint

@@ -448,6 +448,13 @@ class TestResult:
 
 REGISTRY: dict[str, list[TestSpec]] = {}
 
+NUMBA_ERRORS = ("TypingError", "NumbaTypeError", "LoweringError", "UnsupportedError")
+NUMBA_HINT = ("numba could not compile the function: the first lines of its message name the line and the types "
+              "it saw. Common causes: a Python list where numba needs an array (pass np.asarray(x)); an "
+              "accumulator started as 0 (an int) and then given floats (start at 0.0, or np.float32(0.0) to stay "
+              "in float32); np.zeros((M, N)) without dtype=A.dtype, which makes float64; a function numba does not "
+              "know called inside the loop (keep the loop body to arithmetic and indexing)")
+
 
 def public_test(lab: str, exercise: str, points: float = 1.0, name: str | None = None,
                 hidden: bool = False) -> Callable:
@@ -503,7 +510,8 @@ def run_test(spec: TestSpec, runner: Runner) -> TestResult:
                 f"{exc.func} is not written yet (it raised NotImplementedError)\n      hint: replace the "
                 "`raise NotImplementedError(...)` line in its cell with your code, run the cell, then check again"),
                 **base)
-        return TestResult(points=0.0, passed=False, traceback=exc.traceback, message=str(exc), **base)
+        return TestResult(points=0.0, passed=False, traceback=exc.traceback, message=str(exc),
+                          hint=NUMBA_HINT if exc.error_type in NUMBA_ERRORS else "", **base)
     return TestResult(points=spec.points, passed=True, **base)
 
 
