@@ -161,7 +161,8 @@ code { background: var(--code); padding: 1px 6px; border-radius: 4px; font-size:
   font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; }
 pre { background: var(--code); padding: 16px 20px; border-radius: 8px; font-size: 22px; overflow: auto; }
 pre code { background: none; padding: 0; }
-img { display: block; margin: 8px auto; max-width: 100%; max-height: 460px; min-height: 300px; object-fit: contain; }
+img { display: block; margin: 8px auto; max-width: 100%; max-height: min(460px, 52vh); min-height: 200px;
+  object-fit: contain; }  /* at most about half the height: a two-line title and a caption still fit */
 table { border-collapse: collapse; font-size: 24px; margin: 8px 0; }
 th, td { border-bottom: 1px solid #d6d1c4; padding: 6px 14px; text-align: left; }
 th { color: var(--muted); }
