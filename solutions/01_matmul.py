@@ -44,7 +44,7 @@ from numba import njit
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from sweatlab import config, energy, flops, hardware, peak, records, roofline
+from sweatlab import asm, config, energy, flops, hardware, peak, records, roofline
 from sweatlab.checks import LabChecks
 from sweatlab.ladder import Ladder, error_vs_bound, random_matrices
 from sweatlab.timing import bench, format_seconds
@@ -301,7 +301,7 @@ print(f"[timing] {per_iter_ns:.0f} ns per inner-loop iteration; at the hardware 
 # Each trip through the inner loop makes the interpreter decode bytecodes, look up `A[i]` and then
 # `[k]` in lists of pointers, unbox two Python floats, allocate a new float for the product and another
 # for the sum. The multiply-add itself is a tiny part of that. How tiny, section 6 measures: compiled,
-# the same ijk loops ran 65x faster on the 2-core VM this notebook was run on (`python_ijk` to
+# the same ijk loops ran 63x faster on the 2-core VM this notebook was run on (`python_ijk` to
 # `numba_ijk` in the ladder table; on yours, see that table).
 #
 # ## 4. Loop orders and strides
@@ -448,8 +448,8 @@ print(f"[timing] at n = {N_COMMON}: {r_rows.bench.median_s / N_COMMON**2 * 1e6:.
 # in i, k, j order, adding `A[i, k] * B[k, j]` into `C[i, j]`. Keep `for j in range(N)` as the innermost
 # loop. The first call compiles (about a second). The check calls it on small matrices, then times it
 # against `matmul_numba_ijk` on 256 x 256 matrices, fresh ones each round, interleaved, checking every
-# result, and asks for at least 2x. On the 2-core VM this notebook was run on, ikj ran 20x faster than
-# ijk at n = 256 (47.6 against 2.33 GFLOP/s in the ladder table below); a grader timing each call from
+# result, and asks for at least 2x. On the 2-core VM this notebook was run on, ikj ran 13x faster than
+# ijk at n = 256 (35.5 against 2.66 GFLOP/s in the ladder table below); a grader timing each call from
 # outside its sandbox, request included, measured 7.1-8.8x on the same VM (README, *Grading*).
 
 # %% sweat={"id": "ex-numba-ikj", "role": "answer"}
@@ -532,24 +532,24 @@ ax.set(yscale="log", ylabel="GFLOP/s (log scale; median, bars = IQR)", xlim=(-0.
 
 # %% [markdown] sweat={"id": "compiled-why"}
 # Read the bars. On the 2-core VM this notebook was run on (full mode, n = 512), the two orders whose
-# inner loop has no stride n ran **35-150x** faster than the other four (ikj over ijk: 39x); on yours,
+# inner loop has no stride n ran **34-140x** faster than the other four (ikj over ijk: 38x); on yours,
 # see the bars above. Strides are only part of the reason:
 # - **SIMD.** With stride 1 and no dependence between iterations of j, LLVM turns the inner loop of ikj
 #   and kij into vector instructions (8 float32 per AVX2 instruction). No other order gets that.
 # - **A chain of dependent adds.** In ijk and jik the inner loop is a running sum: each `+=` waits for
 #   the previous add to finish, and without permission to reorder additions (`fastmath`, lab 02) LLVM
 #   must keep that order. At n = 256, where A, B and C (3 x 256 KiB) fit in the 1 MiB L2, `numba_ijk`
-#   took 14.4 ms for 256³ steps (the ladder table below): 0.86 ns a step, about 3.2 cycles at the
+#   took 12.6 ms for 256³ steps (the ladder table below): 0.75 ns a step, about 2.8 cycles at the
 #   3.69 GHz section 1 measured (2.8-3.3 cycles in the runs seen), close to the latency of one
 #   floating-point add: 3 cycles on AMD's Zen cores and 4 on Intel Skylake-family cores in A. Fog's
 #   *Instruction tables* (Technical University of Denmark, 2022). The chain, not memory, sets its pace.
 #   At n = 512 (these bars) B alone is 1 MiB, its columns no longer stay in L2, and ijk drops to
-#   0.88 GFLOP/s.
+#   0.87 GFLOP/s.
 # - **Cache lines.** Memory moves in 64-byte lines (16 floats). A stride-1 loop uses all 16 floats of
 #   each line it loads; jki and kji step down columns of A *and* C, so every load and every store
 #   touches a new line: they ran 3-4x slower than ijk.
 #
-# ikj and kij have the same strides, yet kij ran 1.1x slower on this run (31.5 against 34.1 GFLOP/s),
+# ikj and kij have the same strides, yet kij ran 1.1x slower on this run (29.7 against 33.1 GFLOP/s),
 # and 1.5x slower on a Zen 3 VM at n = 256. Where a difference shows, it is traffic: ikj keeps row i of
 # C in L1 for its whole k loop and streams rows of B, which it only reads; kij holds one row of B and
 # sweeps it over every row of C, so each (k, i) step reads a row of C from beyond L1 and writes it back.
@@ -561,6 +561,92 @@ ax.set(yscale="log", ylabel="GFLOP/s (log scale; median, bars = IQR)", xlim=(-0.
 for n in (N_COMMON, N_LARGE):
     measure("numba_ijk", matmul_numba_ijk, n)
     measure("numba_ikj", matmul_numba_ikj, n)
+
+# %% [markdown] sweat={"id": "asm-md"}
+# **Evidence, not faith.** "LLVM vectorised the ikj loop" is a claim about machine code, so read the
+# machine code. `sweatlab.asm.float_ops` counts the floating-point instructions numba generated for a
+# kernel (`inspect_asm()`): scalar ones, one number each (`vaddss`), packed ones by register width
+# (xmm 128 bits, ymm 256, zmm 512: 4, 8 or 16 float32 at once), and fused multiply-adds (`vfmadd...`).
+
+# %% sweat={"id": "asm-count", "role": "demo"}
+kernel_ikj, _ = ladder.pick("matmul_numba_ikj", matmul_numba_ikj, *random_matrices(8))
+for name, fn in (("numba ijk (given)", matmul_numba_ijk),
+                 (ladder.label("numba ikj", "matmul_numba_ikj"), kernel_ikj)):
+    counts = asm.float_ops(asm.numba_asm(fn))
+    print(f"{name:24s} " + ", ".join(f"{kind}: {count}" for kind, count in counts.items() if count))
+
+# %% [markdown] sweat={"id": "asm-read"}
+# Read the counts. ijk's arithmetic is all scalar: one multiply and one add per step, whatever the
+# CPU offers. ikj's inner loop runs on packed registers: the SIMD that section 6 spoke of (on an
+# AVX-512 core LLVM may choose zmm, on an AVX2 core ymm, on Arm NEON). The scalar instructions that
+# remain in ikj handle the last few columns when N is not a multiple of the vector width. If the FMA
+# count is 0, the multiply and the add stay apart: fusing them rounds once instead of twice, which
+# changes results, so LLVM does it only when allowed (`fastmath`, lab 02).
+#
+# **Latency or throughput?** Section 6 blamed ijk's speed on one chain of dependent adds. Test that:
+# the same float32 dot product with 1, 4 and 8 independent running sums (still scalar code: each sum
+# keeps its own order, so no `fastmath` is needed). One chain can do no better than one add per add
+# latency; independent chains overlap in the pipeline, until the core's adders and load ports are busy.
+
+# %% sweat={"id": "chains-measure", "role": "demo"}
+@njit
+def dot_1_chain(x, y):
+    s = np.float32(0.0)
+    for i in range(x.shape[0]):
+        s += x[i] * y[i]
+    return s
+
+
+@njit
+def dot_4_chains(x, y):
+    """x and y as (n/4, 4) views: column c feeds running sum c, four sums that do not wait on each other."""
+    s0 = s1 = s2 = s3 = np.float32(0.0)
+    for r in range(x.shape[0]):
+        s0 += x[r, 0] * y[r, 0]
+        s1 += x[r, 1] * y[r, 1]
+        s2 += x[r, 2] * y[r, 2]
+        s3 += x[r, 3] * y[r, 3]
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit
+def dot_8_chains(x, y):
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.float32(0.0)
+    for r in range(x.shape[0]):
+        s0 += x[r, 0] * y[r, 0]
+        s1 += x[r, 1] * y[r, 1]
+        s2 += x[r, 2] * y[r, 2]
+        s3 += x[r, 3] * y[r, 3]
+        s4 += x[r, 4] * y[r, 4]
+        s5 += x[r, 5] * y[r, 5]
+        s6 += x[r, 6] * y[r, 6]
+        s7 += x[r, 7] * y[r, 7]
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+N_DOT = 4096  # 2 x 16 KiB of float32: in L1, so memory is not the limit
+x_d, y_d = (np.random.default_rng(seed).random(N_DOT, dtype=np.float32) for seed in (1, 2))
+exact = float(x_d.astype(np.float64) @ y_d.astype(np.float64))
+clock_ghz = HW.clock.ghz or float("nan")
+chain_gflops = {}
+for chains, fn in ((1, dot_1_chain), (4, dot_4_chains), (8, dot_8_chains)):
+    a, b = (x_d, y_d) if chains == 1 else (x_d.reshape(-1, chains), y_d.reshape(-1, chains))
+    assert abs(float(fn(a, b)) - exact) <= rtol(N_DOT) * exact, chains
+    res = bench(fn, a, b, budget_s=BUDGET_S, name=f"{chains} chain(s)")
+    chain_gflops[chains] = 2 * N_DOT / res.median_s / 1e9
+    cycles_per_step = res.median_s * clock_ghz * 1e9 / (N_DOT / chains)
+    print(f"[timing] {chains} chain(s): {chain_gflops[chains]:6.2f} GFLOP/s ({chain_gflops[chains] / chain_gflops[1]:.1f}x "
+          f"one chain); {cycles_per_step:4.1f} cycles per step of each chain at {clock_ghz:.2f} GHz")
+print(f"one chain at 3 cycles per add (AMD Zen; 4 on Intel Skylake-family) allows {2 * clock_ghz / 3:.2f} GFLOP/s")
+
+# %% [markdown] sweat={"id": "chains-read"}
+# Read the lines. One chain runs at about the bound printed last: latency, one add at a time. Four
+# independent chains run several times faster on the same core, because their adds overlap in the
+# pipeline; past some number of chains the rate stops rising, and the limit is then throughput (how
+# many adds and loads the core starts per cycle), not latency. On the run shipped here one chain took
+# 3.2 cycles per step at the measured clock, four chains ran 2.6x faster and eight no faster than
+# four. That is the second half
+# of why BLAS is fast: its micro-kernel keeps many independent sums of C in registers (lab 02).
 
 # %% [markdown] sweat={"id": "tiling"}
 # ## 7. Cache tiling
@@ -850,15 +936,15 @@ if any(gf > BLAS_GFLOPS for rung in LADDER.values() for gf in rung.values()):
 # Read the ladder (the plot and the table above, both measured in this session):
 # - **Pure Python → NumPy rows → numba ijk**: taking the interpreter out of the inner loop, then out of
 #   all loops: the biggest steps on the ladder. `python_ijk` to `numba_ijk` is the same loops without
-#   the interpreter, so its ratio in the table (65x on the VM this notebook was run on) is the
+#   the interpreter, so its ratio in the table (63x on the VM this notebook was run on) is the
 #   interpreter's cost; everything after it is SIMD and memory order.
 # - **numba ijk → ikj**: the same compiled code with a stride-1 inner loop that vectorizes and has no
-#   dependent add chain: about another 20x on that VM at n = 256 (section 6).
+#   dependent add chain: about another 13x on that VM at n = 256 (section 6).
 # - **The whole span** printed under the table compares float64 Python with float32 BLAS. Like with
 #   like it is about half as large: a float64 matmul took 2.0x the time of a float32 one in lab 00's
 #   section 3 on the same VM (half the numbers per vector instruction).
-# - **ikj → tiled**: a gain that depends on your caches and on the tile (section 7): on that VM none at
-#   n = 256 (0.97x: B fits in L2) and 1.25x at n = 1024, with the best tile from the sweep.
+# - **ikj → tiled**: a gain that depends on your caches and on the tile (section 7): on that VM 1.20x at
+#   n = 256 and 1.38x at n = 1024, with the best tile from the sweep.
 # - **Joules.** The last column is work per joule, labelled with its kind. On a machine without a CPU
 #   energy sensor (this VM, most laptops without root) it is an *estimate*: one core's share of a
 #   stated TDP times its utilisation, the same power for every rung, so GFLOP per joule simply follows
@@ -867,7 +953,7 @@ if any(gf > BLAS_GFLOPS for rung in LADDER.values() for gf in rung.values()):
 #   and waiting on memory draw different power (lab 00, section 8).
 # - **Best loop → BLAS**: still several times. The ikj inner loop loads and stores C for every single
 #   vector multiply-add; BLAS keeps a block of C in *registers* across the whole k loop, feeds the
-#   vector units from packed panels sized to L1 and L2, and so reaches 85-87% of the hardware peak on that
+#   vector units from packed panels sized to L1 and L2, and so reaches 85-86% of the hardware peak on that
 #   VM (the ladder table). That
 #   register-blocked micro-kernel, vector lanes and threads are lab 02.
 #
@@ -922,12 +1008,12 @@ if os.environ.get("SWEAT_SLIDES_IMG"):
 # %% [markdown] sweat={"id": "summary"}
 # **Summary.**
 # - The textbook loop spends almost all its time in the interpreter, not in arithmetic: compiling the
-#   same loops (`python_ijk` to `numba_ijk`) made them 65x faster on the VM this notebook was run on.
+#   same loops (`python_ijk` to `numba_ijk`) made them 63x faster on the VM this notebook was run on.
 #   Removing the interpreter is worth the most; the rest of the way to BLAS is SIMD and memory order.
 #   (Section 3's ratio to one multiply-add at peak lumps all of these together.)
 # - Once the code is compiled, the inner loop decides: with stride 1 and independent iterations it
 #   vectorizes; ijk waits on one dependent add at a time, and stride-n loops waste cache lines. On that
-#   VM the stride-1 orders ran 35-150x faster than the others at n = 512; on yours, see section 6.
+#   VM the stride-1 orders ran 34-140x faster than the others at n = 512; on yours, see section 6.
 # - Tiling keeps a block of B in cache; whether it pays depends on your cache sizes and speeds (section 7).
 # - BLAS is several times faster still, because it also keeps C in registers and is hand-tuned per CPU.
 # - Every rung was checked against float64 with rtol = γ_k ≈ k·2⁻²⁴ before it was timed.
