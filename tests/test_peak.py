@@ -21,6 +21,7 @@ def _machine(isa: dict, arch: str = "x86_64", os_name: str = "Linux", cores: int
 
 @pytest.mark.parametrize("isa, vendor_family, per_cycle, name", [
     (ZEN3, ("AuthenticAMD", 25, 1), 32, "AVX2+FMA"),  # Zen 3: 2 x 256-bit FMA
+    (ZEN3, ("AuthenticAMD", 23, 1), 16, "128-bit halves"),  # Zen 1: 256-bit work on 128-bit units
     (ZEN4, ("AuthenticAMD", 25, 17), 32, "two 256-bit halves"),  # Zen 4: AVX-512 does not double
     (ZEN4, ("AuthenticAMD", 26, 2), 64, "AVX-512"),  # Zen 5: full 512-bit datapath
     (SPR, ("GenuineIntel", 6, 143), 64, "AVX-512"),  # Sapphire Rapids: 2 x 512-bit FMA

@@ -219,8 +219,13 @@ def core_type(isa: dict[str, bool | None], arch: str, vendor: str | None = None,
         return CoreType("AVX-512", 512, 2, ("2 FMA units per core (Xeon Gold/Platinum; some other parts have 1)",)
                         if intel else ("2 FMA units of 512 bits per core",))
     if isa.get("avx2") and isa.get("fma"):
-        assumed = () if (intel or (amd and family is not None and family >= 23)) else ("2 FMA units of 256 bits",)
-        return CoreType("AVX2+FMA", 256, 2, assumed)
+        if amd and family == 23 and model is not None and model < 0x30:  # Zen and Zen+: 128-bit units
+            return CoreType("AVX2 (run as two 128-bit halves)", 128, 2,
+                            notes=("Zen and Zen+ execute each 256-bit instruction on their 128-bit units",))
+        if amd and family is not None and family >= 23:  # Zen 2, 3, 4: two 256-bit FMA pipes
+            return CoreType("AVX2+FMA", 256, 2)
+        return CoreType("AVX2+FMA", 256, 2, ("2 FMA units of 256 bits per core (Haswell and later big cores; "
+                                             "Atom-class efficiency cores of hybrid chips have narrower units)",))
     if isa.get("avx"):
         return CoreType("AVX (no FMA: one multiply and one add unit)", 256, 1)
     return CoreType("SSE (no FMA: one multiply and one add unit)", 128, 1, ("SSE only: 4 lanes, one mul + one add",))

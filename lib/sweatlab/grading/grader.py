@@ -532,9 +532,6 @@ def _gradescope_names(export_root: Path) -> dict[str, str]:
     return names
 
 
-def submission_files(paths: Iterable[Path]) -> list[Path]:
-    """Files to grade: the files named, and every visible file inside the folders named."""
-    return [s.path for s in discover(paths)]
 
 
 def discover(paths: Iterable[Path]) -> list[Submission]:
@@ -581,9 +578,6 @@ def discover(paths: Iterable[Path]) -> list[Submission]:
     return unique
 
 
-def unique_names(files: list[Path]) -> list[str]:
-    """The name of each file as :func:`discover` would give it for files named one by one."""
-    return [s.name for s in discover(files)]
 
 
 # ---------------------------------------------------------------------------------------------

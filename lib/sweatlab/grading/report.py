@@ -29,17 +29,9 @@ def exercise_label(grade: SubmissionGrade, exercise: str) -> str:
 
 def gradescope(grade: SubmissionGrade) -> dict:
     """One submission in Gradescope's results.json format."""
-    try:
-        from .gradescope import results_object
-    except ImportError:  # pragma: no cover - the module ships with the package
-        results_object = None
-    if results_object is not None:
-        return results_object(grade)
-    return {"score": round(grade.score, 4), "max_score": round(grade.max_score, 4),
-            "execution_time": round(grade.seconds, 2), "output": "\n".join(grade.notes + grade.cell_errors),
-            "tests": [{"name": test_column(r), "score": r.points, "max_score": r.max_points,
-                       "status": "passed" if r.passed else "failed", "output": r.text,
-                       "visibility": "after_published" if r.hidden else "visible"} for r in grade.results]}
+    from .gradescope import results_object
+
+    return results_object(grade)
 
 
 def _grouped(grade: SubmissionGrade) -> list[tuple[str, list[TestResult]]]:

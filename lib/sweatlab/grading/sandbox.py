@@ -313,7 +313,11 @@ class Child:
             *iso.notes,
         ]
         self.limit_notes = notes
-        command = [*iso.prefix, sys.executable, "-m", "sweatlab.grading.child", str(in_r), str(out_w), RUN_TAG]
+        # -P (Python 3.11+): the working folder, which the learner's code writes, is not on sys.path,
+        # so a planted "sweatlab/" or "numpy.py" there cannot replace what the child imports
+        safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+        command = [*iso.prefix, sys.executable, *safe_path, "-m", "sweatlab.grading.child", str(in_r), str(out_w),
+                   RUN_TAG]
         if self.cgroups and os.path.exists("/bin/sh"):
             command = ["/bin/sh", "-c", _JOIN, "sweatlab-join", *command]
         log = open(self.workdir / "fd-output.log", "wb")
