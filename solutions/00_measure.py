@@ -20,9 +20,9 @@
 # **Time**: running every cell takes under a minute of compute: measured at 19-30 s in quick mode and
 # 37-42 s in full mode (the mode you work in) on 2-core AMD EPYC virtual machines (Zen 3 and Zen 4)
 # shared with another job (`sweatlab execute 00`, `sweatlab execute 00 --full`, several runs). The outputs
-# shipped with this notebook come from one full-mode run on the Zen 4 VM. Reading and the six exercises are
-# *estimated* at 75-90 minutes for a newcomer: about 5-15 minutes per exercise (time_it and
-# kernel_cost take longest, the others are one line each once understood) plus about 30 minutes for
+# shipped with this notebook come from one full-mode run on the Zen 4 VM. Reading and the seven exercises are
+# *estimated* at 80-95 minutes for a newcomer: about 5-15 minutes per exercise (time_it and
+# kernel_cost take longest, the others are a line or two each once understood) plus about 30 minutes for
 # reading the sections and their plots. That is an estimate from the lab's size, not a timed class.
 #
 # **How to work**: run the cells in order. Each exercise is a function you write in the cell marked
@@ -45,10 +45,11 @@ from threadpoolctl import threadpool_limits
 
 from sweatlab import energy, energy_data, peak, records, roofline
 from sweatlab.checks import LabChecks
-from sweatlab.checks.lab00_measure import reference_cost, time_it_probe
+from sweatlab.checks.lab00_measure import reference_cost, reference_seconds, time_it_probe
 from sweatlab.config import pick, quick
 from sweatlab.flops import matmul as matmul_cost
 from sweatlab.hardware import describe
+from sweatlab.roofline import prediction_cases  # check("predict_seconds") measures this machine with it
 from sweatlab.timing import bench, compare, format_seconds, thread_settings, timer_resolution_ns
 
 check = LabChecks("00_measure")
@@ -632,9 +633,28 @@ check("bound_by")
 # | matrix-vector | 8192 x 8192 (256 MiB) | memory-bound: every weight used once (like one token through a layer) |
 # | matmul | 64 x 64 | compute-bound by intensity, but tiny |
 # | matmul | 1024 x 1024 (512 in quick mode) | compute-bound, large |
+#
+# ### Exercise 7: predict the time
+# A roofline is a prediction of *time* too. Write `predict_seconds(kernel, n, peak_gflops,
+# bandwidth_gbs)`: the fewest seconds one call of `kernel` at size n (float32) can take on a machine
+# with that peak and that bandwidth, if arithmetic and memory traffic overlap perfectly. Use your
+# `kernel_cost`. The table below prints your prediction beside the measurement; the check then
+# measures this machine's one-core roof and two memory-bound kernels again, and asks your prediction
+# to be within 2x of what they took.
+
+# %% sweat={"id": "ex-predict-seconds", "role": "answer"}
+def predict_seconds(kernel, n, peak_gflops, bandwidth_gbs):
+    """The roofline's time for one call of `kernel` at size n. How long do its FLOPs take at the peak,
+    its bytes at the bandwidth, and which of the two does the call have to wait for?"""
+    ### BEGIN SOLUTION
+    cost = kernel_cost(kernel, n)
+    return max(cost["flops"] / (peak_gflops * 1e9), cost["bytes"] / (bandwidth_gbs * 1e9))
+    ### END SOLUTION
+
 
 # %% sweat={"id": "predict-run", "role": "demo"}
 my_kernel_cost = mine_or_reference("kernel_cost", reference_cost)
+my_predict_seconds = mine_or_reference("predict_seconds", reference_seconds)
 my_attainable = mine_or_reference("attainable_gflops", roofline.attainable_gflops)
 my_bound_by = mine_or_reference("bound_by", lambda i, p, b: "memory" if i < p / b else "compute")
 
@@ -667,7 +687,8 @@ with threadpool_limits(1, user_api="blas"):
         result = bench(call, budget_s=pick(0.2, 0.5), name=name)
         measured = my_gflops(cost["flops"], result.median_s)
         rows.append(dict(name=name, intensity=cost["intensity"], bound=my_bound_by(cost["intensity"], P1, B1),
-                         predicted=predicted, measured=measured, median_s=result.median_s))
+                         predicted=predicted, measured=measured, median_s=result.median_s,
+                         predicted_s=my_predict_seconds(kernel, size, P1, B1)))
 
     one, one_out = np.ones(1, np.float32), np.empty(1, np.float32)
     call_overhead_s = bench(lambda: np.add(one, one, out=one_out), budget_s=0.1).median_s
@@ -675,7 +696,7 @@ with threadpool_limits(1, user_api="blas"):
 print(f"one-core roof: peak {P1:.1f} GFLOP/s, bandwidth {B1:.1f} GB/s, ridge {P1 / B1:.2f} FLOP/byte")
 print(f"[timing] per-call overhead, np.add on 1 element: {format_seconds(call_overhead_s)}\n")
 print(f"{'kernel':16s} {'FLOP/byte':>9s} {'bound by':>8s} {'predicted':>10s} {'measured':>9s} {'of roof':>8s} "
-      f"{'time':>9s}  verdict")
+      f"{'time, predicted':>15s} {'measured':>9s}  verdict")
 l2_bytes = describe().cache_bytes.get("L2")
 small_bytes = 3 * n_small * 4
 for r in rows:
@@ -691,9 +712,12 @@ for r in rows:
         verdict = "well below its roof"
     r["share"], r["verdict"] = share, verdict
     print(f"{r['name']:16s} {r['intensity']:9.3f} {r['bound']:>8s} {r['predicted']:10.2f} {r['measured']:9.2f} "
-          f"{share:8.0%} {format_seconds(r['median_s']):>9s}  {verdict}")
+          f"{share:8.0%} {format_seconds(r['predicted_s']):>15s} {format_seconds(r['median_s']):>9s}  {verdict}")
 print("\n(GFLOP/s; predicted = attainable on the one-core roofline; measured = median, one thread; "
-      "time = median per call)")
+      "time per call: predict_seconds, and the median measured)")
+
+# %% sweat={"id": "check-predict-seconds", "role": "check"}
+check("predict_seconds")
 
 # %% sweat={"id": "predict-plot", "role": "demo"}
 points = [roofline.KernelPoint(r["name"], r["intensity"], r["measured"]) for r in rows]

@@ -127,3 +127,29 @@ def test_a_numba_typing_error_gets_a_hint_about_what_usually_causes_it():
     result = run_test(TestSpec("x", "square", "types", 1.0, test), InProcessRunner({"square": square}))
     assert not result.passed and result.message.startswith("square raised TypingError")
     assert "numba could not compile" in result.hint and "np.asarray" in result.hint
+
+
+class _ScriptedRunner(InProcessRunner):
+    """Each call "takes" its kernel time plus a fixed cost of making the inputs, as in the grader."""
+
+    KERNEL_S = {"fast": 0.010, "slow": 0.040}
+    MAKE_INPUTS_S = 0.100
+
+    def timed_call(self, func, args, kwargs, reference=False, digest=None):
+        value, _ = super().timed_call(func, args, kwargs, reference, digest)
+        return value, self.KERNEL_S[func] + self.MAKE_INPUTS_S
+
+    def timed_decode(self, args):
+        return self.MAKE_INPUTS_S
+
+
+def test_speed_ratio_takes_the_cost_of_making_inputs_off_both_sides():
+    """Inputs that take 100 ms to make would turn a 4x kernel into 1.27x if the cost stayed in."""
+    double = lambda x, *extra: 2 * x  # noqa: E731
+    tester = Tester(_ScriptedRunner({"fast": double, "slow": double}), "speed")
+
+    def check(got, inputs, what):
+        Tester.expect_close(got, 2 * inputs[0], what=what)
+
+    make = lambda rng: (core.RandomArray.fresh(rng, (4, 4), "float32"),)  # noqa: E731
+    assert tester.speed_ratio("fast", "slow", make, check, rounds=2, fast_args=(7,)) == pytest.approx(4.0)

@@ -18,7 +18,7 @@ from conftest import REPO, lab_namespace
 
 LAB = "00_measure"
 SOURCE = REPO / "solutions" / f"{LAB}.py"
-EXERCISES = ["time_it", "matmul_flops", "gflops", "kernel_cost", "attainable_gflops", "bound_by"]
+EXERCISES = ["time_it", "matmul_flops", "gflops", "kernel_cost", "attainable_gflops", "bound_by", "predict_seconds"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def _failures(exercise, namespace) -> list[str]:
 # The lab as built from its source
 # ---------------------------------------------------------------------------------------------
 
-def test_six_exercises_with_several_tests_each():
+def test_seven_exercises_with_several_tests_each():
     counts = {ex: len(_results(ex, {})) for ex in EXERCISES}
     assert all(n >= 2 for n in counts.values()), counts
 
@@ -241,6 +241,38 @@ def test_attainable_gflops_mistakes_fail_with_a_hint(solved, wrong, hint):
 ])
 def test_bound_by_mistakes_fail(solved, wrong):
     assert _failures("bound_by", _with(solved, bound_by=wrong))
+
+
+def _seconds_parts(kernel, n, p, b):
+    from sweatlab.checks.lab00_measure import reference_cost
+
+    cost = reference_cost(kernel, n)
+    return cost["flops"] / (p * 1e9), cost["bytes"] / (b * 1e9)
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda k, n, p, b: min(_seconds_parts(k, n, p, b)), "take the max"),
+    (lambda k, n, p, b: _seconds_parts(k, n, p, b)[0], "the time of the FLOPs alone"),
+    (lambda k, n, p, b: _seconds_parts(k, n, p, b)[1], "the time of the bytes alone"),
+    (lambda k, n, p, b: max(_seconds_parts(k, n, p, b)) * 1e9, "multiply them by 1e9"),
+    (lambda k, n, p, b: max(_seconds_parts(k, n, p, b)) * 1e3, "milliseconds"),
+    (lambda k, n, p, b: sum(_seconds_parts(k, n, p, b)), "perfect overlap"),
+])
+def test_predict_seconds_mistakes_fail_with_a_hint(solved, wrong, hint):
+    failures = _failures("predict_seconds", _with(solved, predict_seconds=wrong))
+    assert failures and any(hint in f for f in failures), failures
+
+
+def test_a_prediction_far_from_the_measurement_fails_against_it(solved):
+    """Right on the made-up machines' form but 4x too optimistic about memory: only the measurement catches it."""
+    results = _results("predict_seconds", _with(
+        solved, predict_seconds=lambda k, n, p, b: max(_seconds_parts(k, n, p, b)[0], _seconds_parts(k, n, p, b)[1] / 4)))
+    measured = [r for r in results if "measurement" in r.name]
+    assert measured and not measured[0].passed and "within 2x" in measured[0].message, measured
+    ok = _results("predict_seconds", solved)
+    assert all(r.passed for r in ok), [r.text for r in ok if not r.passed]
+    ratios = ok[-1].metrics
+    assert 0.5 <= ratios["add: measured / predicted"] <= 2 and 0.5 <= ratios["dot: measured / predicted"] <= 2
 
 
 def test_a_crash_in_time_it_is_reported_as_time_it(solved):

@@ -8,6 +8,8 @@ Exercises (the name the notebook's `check(...)` cell uses, and the learner's fun
     kernel_cost        kernel_cost(kernel, n, itemsize) -> {"flops", "bytes", "intensity"}
     attainable_gflops  attainable_gflops(intensity, peak_gflops, bandwidth_gbs) -> min(peak, bw * I)
     bound_by           bound_by(intensity, peak_gflops, bandwidth_gbs) -> "memory" or "compute"
+    predict_seconds    predict_seconds(kernel, n, peak_gflops, bandwidth_gbs) -> the roofline's time
+                       (checked on made-up machines, then against this machine's measurement)
 
 `time_it` takes a function, which cannot cross the plain-data boundary of the checks. So the
 notebook's setup cell defines ``time_it_on_fake = time_it_probe(globals())``: a plain-data
@@ -405,3 +407,73 @@ def either_side_of_the_ridge(t: Tester):
     # ridges: 50 / 15 = 3.33 and 64 / 20 = 3.2 FLOP/byte
     for intensity, peak, bw in ((3.0, 50.0, 15.0), (3.5, 50.0, 15.0), (2.88, 64.0, 20.0), (3.52, 64.0, 20.0)):
         _expect_bound(t, intensity, peak, bw)
+
+
+# ---------------------------------------------------------------------------------------------
+# predict_seconds: the roofline as a prediction, then graded against a measurement
+# ---------------------------------------------------------------------------------------------
+
+PREDICTION_FACTOR = 2.0  # the measured time must lie within this factor of the prediction, either way
+
+
+def reference_seconds(kernel: str, n: int, peak: float, bw: float, itemsize: int = 4) -> float:
+    cost = reference_cost(kernel, n, itemsize)
+    return max(cost["flops"] / (peak * 1e9), cost["bytes"] / (bw * 1e9))
+
+
+def _expect_prediction(t: Tester, kernel: str, n: int, peak: float, bw: float) -> None:
+    got = t.call("predict_seconds", kernel, n, peak, bw)
+    want = reference_seconds(kernel, n, peak, bw)
+    cost = reference_cost(kernel, n)
+    compute_s, memory_s = cost["flops"] / (peak * 1e9), cost["bytes"] / (bw * 1e9)
+    hint = ("the time on the roofline: the FLOPs at peak take flops / (peak_gflops * 1e9) seconds, the bytes at "
+            "full bandwidth take bytes / (bandwidth_gbs * 1e9); the kernel needs both, so the longer one wins")
+    if _is_number(got):
+        shorter = "FLOPs" if compute_s < memory_s else "bytes"
+        for value, why in ((min(compute_s, memory_s), f"that is the time of the {shorter} alone, the shorter of the "
+                                                      "two: a call cannot finish before both its arithmetic and its "
+                                                      "traffic are done, so take the max of both times"),
+                           (want * 1e9, "GFLOP/s and GB/s are 10^9 per second: multiply them by 1e9 first"),
+                           (want * 1e3, "that looks like milliseconds: return seconds"),
+                           (compute_s + memory_s, "the sum assumes no overlap; the roofline assumes perfect "
+                                                  "overlap: take the max")):
+            if math.isclose(got, value, rel_tol=1e-9) and not math.isclose(value, want, rel_tol=1e-9):
+                hint = why
+                break
+    t.expect_close(got, want, rtol=1e-9,
+                   what=f"predict_seconds({kernel!r}, {n}, peak_gflops={peak!r}, bandwidth_gbs={bw!r})", hint=hint)
+
+
+@public_test(LAB, "predict_seconds", points=1)
+def memory_bound_add_on_a_made_up_machine(t: Tester):
+    _expect_prediction(t, "add", 2**24, 100.0, 20.0)  # 192 MiB of traffic at 20 GB/s: 10.1 ms
+
+
+@public_test(LAB, "predict_seconds", points=1)
+def compute_bound_matmul_on_a_made_up_machine(t: Tester):
+    _expect_prediction(t, "matmul", 1024, 100.0, 20.0)  # 2.1 GFLOP at 100 GFLOP/s: 21.5 ms
+
+
+@public_test(LAB, "predict_seconds", points=2)
+def within_2x_of_the_time_measured_here(t: Tester):
+    """The learner's prediction from this machine's one-core roof, against the time the kernels took.
+
+    The roof and the times come from the lab's own ``prediction_cases`` (in the grader: the
+    pristine lab's process, measured while the test runs); the add writes z, which on most x86
+    CPUs also reads it first (write-allocate), so add runs somewhat slower than predicted."""
+    cases = t.reference("prediction_cases")
+    peak, bw, n = cases["peak_gflops"], cases["bandwidth_gbs"], cases["n"]
+    for kernel in ("add", "dot"):
+        predicted = t.call("predict_seconds", kernel, n, peak, bw)
+        measured = cases["seconds"][kernel]
+        t.expect(_is_number(predicted) and predicted > 0,
+                 what=f"predict_seconds({kernel!r}, {n}, {peak:.1f}, {bw:.1f}) returned {predicted!r}",
+                 hint="return the predicted time in seconds, a positive number")
+        ratio = measured / predicted
+        t.metrics[f"{kernel}: measured / predicted"] = round(ratio, 3)
+        t.expect(1 / PREDICTION_FACTOR <= ratio <= PREDICTION_FACTOR,
+                 what=f"{kernel} of {n:,} float32 elements on this machine's one-core roof (peak {peak:.1f} "
+                      f"GFLOP/s, bandwidth {bw:.1f} GB/s): you predicted {predicted * 1e3:.3g} ms, it took "
+                      f"{measured * 1e3:.3g} ms (median); a prediction within {PREDICTION_FACTOR:g}x is asked for",
+                 hint="a memory-bound kernel's time is its bytes over the bandwidth; count the bytes as "
+                      "kernel_cost does (each input read once, each output written once)")

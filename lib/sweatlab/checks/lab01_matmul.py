@@ -10,10 +10,11 @@ that bound is exactly ``rtol = gamma_k``: a correct kernel can never fail it, wh
 it adds in, and a wrong one misses by far more. One test per kernel uses small signed
 integers, where float32 arithmetic is exact and any sign or index slip shows.
 Inputs are tiny (3x4 @ 4x5 and the like): the grader calls these in a child process with limits.
-One test is a speed ratio: numba_ikj against the ijk reference of the setup cell, on fresh inputs
-each round, every result checked. In the grader the trusted process times each call, and the
-reference runs from the pristine lab in a process of its own; the threshold is far below the gain
-expected.
+Two tests are speed ratios, on fresh inputs each round, every result checked: numba_ikj against
+the ijk reference of the setup cell, and the tiled kernel against the library's untiled ikj on a
+product whose B is larger than the caches. In the grader the trusted process times each call, and
+the reference runs from the pristine lab in a process of its own; each threshold is far below the
+gain expected.
 """
 
 from __future__ import annotations
@@ -246,3 +247,38 @@ def tile_of_one_and_tile_larger_than_the_matrix(t: Tester):
                        hint="tile=1 is the plain loop in blocks of one; a tile larger than the matrix is one "
                             "block clipped to the matrix: the buffer you copy B into must never be read past "
                             "the block's real height and width")
+
+
+# Out of every cache: B is 6144 x 6144 float32 = 144 MiB, more than the L3 of the CPUs the course
+# runs on, so untiled ikj streams all of B from DRAM for each of A's 32 rows while the tiled kernel
+# loads each tile of B once and uses it for all 32. On the Zen 4 VM (1 MiB L2, 32 MiB L3), in one
+# process, best of 3: ikj 271 ms, tiled 82 ms at tile 128 (3.3x); 2.6x at tile 64, 3.8x at 256.
+TILED_SHAPE = (32, 6144, 6144)  # M, K, N
+TILED_TILE = 128  # 64 KiB a tile: fits the L2 of every x86 CPU of the last decade
+TILED_MIN_RATIO = 1.5  # far below the ~3x expected, so a busy machine still passes a real tiled kernel
+
+
+def _tiled_inputs(rng: np.random.Generator) -> tuple[RandomArray, RandomArray]:
+    m, k, n = TILED_SHAPE
+    return RandomArray.fresh(rng, (m, k), "float32", 0.5, 1.5), RandomArray.fresh(rng, (k, n), "float32", 0.5, 1.5)
+
+
+def _tiled_check(got, inputs: tuple, what: str) -> None:
+    a, b = inputs
+    m, k, n = TILED_SHAPE
+    Tester.expect_close(got, _reference(a, b), what=f"{what} for {m}x{k} @ {k}x{n} inputs", rtol=gamma(k),
+                        hint="a timed run must also be right: " + TILE_EDGE_HINT)
+
+
+@public_test(LAB, "tiled", points=2)
+def faster_than_untiled_ikj_out_of_cache(t: Tester):
+    m, k, n = TILED_SHAPE
+    ratio = t.speed_ratio("matmul_tiled", "reference_matmul_numba_ikj", _tiled_inputs, _tiled_check, rounds=4,
+                          fast_args=(TILED_TILE,))
+    t.expect(ratio >= TILED_MIN_RATIO,
+             what=f"matmul_tiled(A, B, tile={TILED_TILE}) should run at least {TILED_MIN_RATIO:g}x faster than "
+                  f"the library's untiled ikj for {m}x{k} @ {k}x{n} (B is {k * n * 4 // 2**20} MiB, larger than "
+                  f"the caches); measured {ratio:.2f}x (best time of each over interleaved rounds on fresh inputs)",
+             hint="each tile of B must be used for every row of A before the next tile is loaded: loop over the "
+                  "tiles (j0, k0) outside and over the rows i inside; copy the tile into Bt once per tile, not "
+                  "once per row; keep @njit and the row views")

@@ -6,6 +6,7 @@ any learner code runs. Requests (one JSON object per line on IN_FD)::
 
     {"nonce": ..., "op": "cell", "source": "...", "timeout": 60}
     {"nonce": ..., "op": "call", "func": "matmul_ijk", "args": [...], "kwargs": {...}, "timeout": 20}
+    {"nonce": ..., "op": "decode", "args": [...]}   (makes the inputs, calls nothing: the grader times it)
 
 Nothing here measures time for a grade: the grader times each call from its own process.
 
@@ -177,6 +178,10 @@ def main(in_fd: int, out_fd: int) -> None:
                     value = Digest.of(value, int(request["digest"]))
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 answer(nonce, {"ok": True, "value": encode(value)})
+            elif op == "decode":  # what a request costs apart from the kernel: timed by the grader
+                decode(request["args"])
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                answer(nonce, {"ok": True, "value": None})
             else:
                 answer(nonce, {"ok": False, "error": {"type": "ProtocolError", "message": f"unknown op {op!r}",
                                                       "traceback": ""}})

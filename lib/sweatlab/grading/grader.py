@@ -316,19 +316,25 @@ class RemoteRunner:
         body = {"op": "call", "func": func, "args": args, "kwargs": kwargs}
         if digest is not None:
             body["digest"] = int(digest)
-        timeout = self.session.limits.call_timeout_s
         if not reference:
-            return self._request(func, body, timeout)
+            return self._request(func, body, self.session.limits.call_timeout_s)
+        return self._reference_request(func, body)
+
+    def timed_decode(self, args: list) -> float:
+        """A request to the pristine child that only decodes ``args``, timed from here."""
+        return self._reference_request("input decoding", {"op": "decode", "args": args})[1]
+
+    def _reference_request(self, what: str, body: dict) -> tuple[Any, float]:
         s = self.session
         if STOP.is_set():
-            raise LearnerError(func, "Stopped", "grading was interrupted")
+            raise LearnerError(what, "Stopped", "grading was interrupted")
         try:  # the lab's own kernel, in the pristine child: its failure is the lab's, not the learner's
             child = s.reference_child()
-            answer = child.request(body, min(timeout, max(s.time_left(), 1.0)))
+            answer = child.request(body, min(s.limits.call_timeout_s, max(s.time_left(), 1.0)))
         except ChildDied as exc:
-            raise RuntimeError(f"the lab's reference {func} {exc.reason}") from None
+            raise RuntimeError(f"the lab's reference {what} {exc.reason}") from None
         if not answer.get("ok"):
-            raise RuntimeError(f"the lab's reference {func} failed: {answer.get('error', {}).get('message', '')}")
+            raise RuntimeError(f"the lab's reference {what} failed: {answer.get('error', {}).get('message', '')}")
         return answer.get("value"), child.last_seconds
 
 
