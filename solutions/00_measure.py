@@ -731,7 +731,7 @@ x_line = np.logspace(np.log10(ax.get_xlim()[0]), np.log10(ax.get_xlim()[1]), 200
 ax.plot(x_line, np.minimum(peak_all.gflops, bw_all.gbs * x_line), "--", color="grey", lw=1.5,
         label=f"all {CORES} cores: {peak_all.gflops:.0f} GFLOP/s, {bw_all.gbs:.0f} GB/s")
 ax.set_ylim(top=max(ax.get_ylim()[1], 2 * peak_all.gflops))
-ax.legend(loc="lower right", fontsize=8);
+roofline.legend_below(ax)
 
 # %% [markdown] sweat={"id": "sec-predict-read"}
 # **Read the table and the plot**, kernel by kernel, with the verdicts printed above:
@@ -746,6 +746,11 @@ ax.legend(loc="lower right", fontsize=8);
 # - **matrix-vector** does 2 FLOPs per weight loaded: memory-bound, like one token of a language
 #   model passing through a layer (lab 06). Where it lands below its roof, the BLAS routine on your
 #   machine does not stream memory as well as the simple triad: the roof is a bound, not a promise.
+#   In float32 that is 2 FLOPs per 4 bytes, 0.5 FLOP/byte, far left of the ridge: generating text one
+#   token at a time ("decode") is a chain of such products, so it runs at the memory roof whatever the
+#   compute peak. Store each weight in one byte (int8) and the same FLOPs move a quarter of the bytes:
+#   2 FLOP/byte, up to 4x faster on the same roof while the kernel stays memory-bound; 4 bits, 8x less
+#   traffic. Lab 03 measures how much of that a real kernel keeps.
 # - **matmul 64** is compute-bound by intensity, yet one call lasts only microseconds (the table's
 #   time column): fixed costs per call (Python, numpy, the BLAS's setup) are a large share of it.
 # - **the large matmul** runs the same BLAS routine the peak was measured with (at a larger size), so

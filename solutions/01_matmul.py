@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from sweatlab import asm, config, energy, flops, hardware, peak, records, roofline
 from sweatlab.checks import LabChecks
-from sweatlab.ladder import Ladder, error_vs_bound, random_matrices
+from sweatlab.ladder import Ladder, error_vs_bound, random_matrices, traffic
 from sweatlab.ladder import reference_matmul_numba_ikj  # exercise 7's check times your tiled kernel against it
 from sweatlab.timing import bench, format_seconds
 
@@ -937,6 +937,54 @@ if any(gf > BLAS_GFLOPS for rung in LADDER.values() for gf in rung.values()):
     print("note: a rung above 100% of BLAS's best means the machine was busier while BLAS was measured"
           " (section 1) than later; rerun both for steadier percentages")
 
+# %% [markdown] sweat={"id": "ladder-roofline-md"}
+# ### The ladder on the roofline
+# Lab 00 placed kernels on this machine's roofline by their arithmetic intensity, FLOPs per byte
+# moved to and from memory. For a matmul that byte count depends on the loop, not on the maths, so
+# each rung needs a **model of its traffic** beyond the caches (`traffic` from `sweatlab.ladder`, for an n x n product):
+#
+# | rung | what goes to memory | elements moved | FLOP/byte, float32 |
+# |---|---|---|---|
+# | untiled loops (Python, NumPy rows, numba ijk and ikj) | every row of A sweeps all of B | n³ + 3n² | about 0.5, at any n |
+# | tiled, tile T | each tile of B once; A and C once per block column | n² + 3n³/T | about T/6 |
+# | BLAS | at least every matrix once | 3n² | n/6 (an upper bound) |
+#
+# Tiling raises the intensity from 0.5 to about T/6 FLOP/byte: that is what it is *for*. But inside a
+# tile, every multiply-add still loads one element of B, now from L2: 4 bytes per 2 FLOPs, 0.5
+# FLOP/byte again, one level up. So the plot also draws an **L2 roof** (a compiled triad on arrays
+# that fill half of L2), and the table gives the tiled kernel a second row, counted at L2. The column
+# "needs GB/s" is the bandwidth a rung's measured speed would take if all its modelled traffic came
+# from that level: more than the memory roof gives means a cache is serving it.
+
+# %% sweat={"id": "ladder-roofline", "role": "demo"}
+dram_1 = roofline.stream_triad(quick=True, threads=1)  # one core, as every rung ran
+l2_1 = roofline.cache_bandwidth("L2")
+print(f"[timing] one core: memory {dram_1.gbs:.1f} GB/s (triad, {dram_1.array_bytes // 2**20} MiB arrays); "
+      + (f"L2 {l2_1.gbs:.1f} GB/s ({l2_1.accounting})" if l2_1 else "L2: not measured (L2 size unknown or no numba)"))
+rung_points = []
+print(f"\n{'rung':<28}{'n':>6}{'FLOP/byte':>11}{'GFLOP/s':>9}{'needs GB/s':>12}  where its data must come from")
+for r in RUNGS:
+    sizes = ladder.measurements.get(r, {})
+    if not sizes:
+        continue
+    n = max(sizes)  # the largest size this rung was measured at
+    cost = traffic(r, n, tile=min(best_tile, n) if r == "numba_tiled" else None)
+    gf = sizes[n].gflops
+    needs = gf / cost.intensity  # GB/s the rung would need if its modelled traffic came from memory
+    source = ("memory can feed it" if needs <= dram_1.gbs else
+              "more than memory gives: a cache (L2 or L3) serves part of the modelled traffic"
+              if not l2_1 or needs <= l2_1.gbs else "more than L2 gives: the model overcounts its traffic")
+    print(f"{ladder.label(LABELS[r], r):<28}{n:>6}{cost.intensity:>11.3g}{gf:>9.3g}{needs:>12.3g}  {source}")
+    rung_points.append(roofline.KernelPoint(f"{ladder.label(LABELS[r], r)}, n={n}", cost.intensity, gf))
+    if r == "numba_tiled" and l2_1:  # the same run, counted one level up: one B element from L2 per multiply-add
+        print(f"{'  ... its traffic to L2':<28}{n:>6}{0.5:>11.3g}{gf:>9.3g}{gf / 0.5:>12.3g}  "
+              + ("L2 can feed it" if gf / 0.5 <= l2_1.gbs else "more than L2 gives"))
+fig_rungs = roofline.plot_roofline(
+    None, rung_points, peak_gflops={"fp32 BLAS's best, 1 core": BLAS_GFLOPS, "fp32 hardware peak, 1 core": HW_GFLOPS},
+    bandwidth_gbs=dram_1.gbs, cache_gbs={"L2, 1 core": l2_1.gbs} if l2_1 else None,
+    title=f"Every rung on the one-core roofline of {machine.cpu_model or 'this machine'}")
+fig_rungs.set_size_inches(9, 6)
+
 # %% [markdown] sweat={"id": "ladder-read"}
 # Read the ladder (the plot and the table above, both measured in this session):
 # - **Pure Python → NumPy rows → numba ijk**: taking the interpreter out of the inner loop, then out of
@@ -950,6 +998,13 @@ if any(gf > BLAS_GFLOPS for rung in LADDER.values() for gf in rung.values()):
 #   section 3 on the same VM (half the numbers per vector instruction).
 # - **ikj → tiled**: a gain that depends on your caches and on the tile (section 7): on that VM 1.20x at
 #   n = 256 and 1.38x at n = 1024, with the best tile from the sweep.
+# - **On the roofline** every untiled rung has the same modelled intensity, about 0.5 FLOP/byte, yet
+#   their speeds span three orders of magnitude: up to numba ijk, the interpreter and scalar code hold
+#   them back, not memory. Where numba ikj "needs" more than the memory roof gives, its B (4 MiB at
+#   n = 1024) is being served by L3; once B is larger than L3, as in exercise 7's speed check (B of
+#   144 MiB), ikj drops to the memory roof and tiling wins by about 3x (measured on the Zen 4 VM). The
+#   tiled kernel is far from its memory roof; its limit is one level up, where it moves 0.5 FLOP/byte
+#   again (its second row in the table): keeping C in registers is what raises that, in lab 02.
 # - **Joules.** The last column is work per joule, labelled with its kind. On a machine without a CPU
 #   energy sensor (this VM, most laptops without root) it is an *estimate*: one core's share of a
 #   stated TDP times its utilisation, the same power for every rung, so GFLOP per joule simply follows

@@ -280,3 +280,17 @@ def test_the_solved_lab_needs_no_reference(solved_run):
     values = namespace["rec"]["values"]
     assert all(values["gflops"][r] > 0 for r in RUNGS) and values["reference_rungs"] == []
     assert namespace["TILED"] == "matmul_tiled"
+
+
+def test_traffic_model_untiled_half_a_flop_per_byte_tiled_about_tile_over_six():
+    from sweatlab.ladder import traffic
+
+    assert traffic("numba_ikj", 1024).intensity == pytest.approx(0.5, rel=0.01)
+    assert traffic("python_ijk", 1024).flops == 2 * 1024**3
+    assert traffic("numba_tiled", 1024, tile=128).intensity == pytest.approx(128 / 6, rel=0.05)
+    assert traffic("numba_tiled", 64, tile=128).intensity == pytest.approx(64 / 8)  # one block: A, B, C once, C read too
+    assert traffic("blas", 1024).intensity == pytest.approx(1024 / 6)
+    with pytest.raises(ValueError, match="tile size"):
+        traffic("numba_tiled", 1024)
+    with pytest.raises(ValueError, match="no traffic model"):
+        traffic("gpu", 1024)

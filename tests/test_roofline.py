@@ -151,7 +151,8 @@ def test_roofline_plot_has_log_axes_with_units_ridges_and_named_kernels():
         assert "Test CPU" in ax.get_title()
         texts = [t.get_text() for t in ax.texts]
         assert "matvec" in texts and "gemm 2048" in texts
-        assert sum("ridge" in t for t in texts) == 2  # one per dtype roof
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert sum("ridge" in t for t in legend) == 2  # one per dtype roof, in the legend
         x_lo, x_hi = ax.get_xlim()
         assert x_lo <= 0.5 and x_hi >= 300.0  # every kernel inside the axes
     finally:
@@ -171,3 +172,26 @@ def test_plot_from_datasheet_numbers_with_a_kernel_dict():
 def test_plot_without_roofs_says_what_to_give():
     with pytest.raises(ValueError, match="peak_gflops and bandwidth_gbs"):
         R.plot_roofline(kernels={})
+
+
+def test_cache_bandwidth_is_above_memory_bandwidth_and_says_its_level():
+    l2 = R.cache_bandwidth("L2", budget_s=0.05)
+    if l2 is None:
+        pytest.skip("this machine does not report its L2 size")
+    dram = R.stream_triad(64 * R.MIB, threads=1, budget_s=0.05)
+    assert l2.level == "L2" and "from L2" in repr(l2) and l2.array_bytes * 3 <= describe().cache_bytes["L2"]
+    assert l2.gbs > dram.gbs, (l2, dram)  # a ratio in one process, not an absolute speed
+
+
+def test_cache_bandwidth_is_none_for_a_level_the_machine_does_not_report():
+    assert R.cache_bandwidth("L9") is None
+
+
+def test_two_close_ridges_are_named_in_the_legend_not_in_overlapping_labels():
+    fig = R.plot_roofline(kernels={"add": (0.083, 2.6)}, peak_gflops={"BLAS": 103.0, "hardware": 118.0},
+                          bandwidth_gbs=37.6, cache_gbs={"L2": 114.0})
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert not any("ridge" in t for t in texts), texts
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("ridge" in t and "2.74" in t for t in legend) and any("L2: 114 GB/s" in t for t in legend), legend

@@ -7,6 +7,7 @@ gamma_k, then time it with :func:`sweatlab.timing.bench` and keep its GFLOP/s.
     UNIT_ROUNDOFF, gamma(k)                  float32's u = 2**-24; the bound gamma_k = k u / (1 - k u)
     error_vs_bound(C, A, B, rtol) -> float   worst |C - A@B| / (rtol * (|A| @ |B|)), in float64: <= 1 is correct
     random_matrices(n, seed=0) -> (A, B)     two n x n float32 matrices with entries in [0, 1)
+    traffic(rung, n, tile=None) -> Cost      the rung's FLOPs and its bytes beyond the caches, by a model
     Ladder(hw_gflops, blas_gflops, ...)      one session's ladder:
         .measure(rung, fn, n, ...)           check, time, store GFLOP/s -> Measurement
         .pick(name, fn, *args)               fn(*args), or the library's reference when fn is not written yet
@@ -65,6 +66,7 @@ __all__ = [
     "RUNG_FUNCTIONS",
     "WrongResult",
     "Measurement",
+    "traffic",
     "Ladder",
 ]
 
@@ -100,6 +102,38 @@ def error_vs_bound(C: Any, A: np.ndarray, B: np.ndarray, rtol: float) -> float:
         ratio = np.where(bound > 0, diff / np.where(bound > 0, bound, 1.0), np.where(diff > 0, np.inf, 0.0))
     ratio = np.where(np.isnan(C64), np.nan, ratio)
     return float(np.max(ratio)) if ratio.size else 0.0
+
+
+
+# ## Where each rung sits on the roofline: a model of its traffic beyond the caches
+
+UNTILED_RUNGS = ("python_ijk", "python_ikj", "numpy_rows", "numba_ijk", "numba_ikj")
+
+
+def traffic(rung: str, n: int, tile: int | None = None, itemsize: int = 4) -> flops.Cost:
+    """An n x n product's FLOPs (2n^3) and the bytes a rung moves to and from beyond the caches, by a
+    model that assumes a cache holds a row of each matrix, or a tile, but never all of B:
+
+    - untiled loops (``UNTILED_RUNGS``): every row of A sweeps all of B, so B is read n times;
+      A and C once: ``n^3 + 3n^2`` elements, about 0.5 FLOP/byte in float32 at any n;
+    - ``numba_tiled``: each tile x tile block of B is read once and used by every row of A, while
+      A and C are read (and C written) once per block column: ``n^2 + 3 n^3 / tile`` elements,
+      about tile / 6 FLOP/byte;
+    - ``blas``: every matrix once, ``3n^2`` elements: the compulsory traffic, so its intensity is
+      an upper bound (BLAS blocks for every cache level and comes close to it).
+    """
+    work = 2 * n**3
+    if rung in UNTILED_RUNGS:
+        elements, model = n**3 + 3 * n * n, "B read once per row of A"
+    elif rung == "numba_tiled":
+        if not tile or tile < 1:
+            raise ValueError("the tiled rung's traffic needs its tile size (tile >= 1)")
+        elements, model = n * n + 3 * n**3 / min(tile, n), f"tile {tile}: B once, A and C once per block column"
+    elif rung == "blas":
+        elements, model = 3 * n * n, "compulsory: every matrix once"
+    else:
+        raise ValueError(f"no traffic model for rung {rung!r}: use one of {UNTILED_RUNGS + ('numba_tiled', 'blas')}")
+    return flops.Cost(work, int(elements * itemsize), f"{rung}, n = {n}: {model}")
 
 
 def random_matrices(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -3,9 +3,12 @@
     peak_fp32(quick=False) -> PeakCompute        BLAS sgemm through numpy
     peak_bf16(quick=False) -> PeakCompute        torch bf16 matmul, only with native bf16 (else skipped, with why)
     stream_triad(quick=False) -> Bandwidth       a = b + s*c over arrays far larger than the last-level cache
+    cache_bandwidth("L2") -> Bandwidth | None    one core's bandwidth from a cache level (compiled triad)
     measure(quick=False) -> Roofline             all three
+    prediction_cases() -> dict                   one-core roof and the times of add and dot (lab 00's check)
     attainable_gflops(intensity, peak_gflops, bandwidth_gbs) = min(peak, bandwidth * intensity)
-    plot_roofline(roofline, kernels) -> Figure   log-log GFLOP/s vs FLOP/byte, ridge point marked
+    plot_roofline(roofline, kernels, cache_gbs=None) -> Figure   log-log GFLOP/s vs FLOP/byte, ridges marked
+    legend_below(ax)                             the plot's legend under the axes, never over a point
 
 Roofline model (Williams, Waterman, Patterson 2009): a kernel doing I FLOPs per byte of
 memory traffic cannot run faster than min(peak FLOP/s, bandwidth x I). The ridge point
@@ -37,10 +40,13 @@ __all__ = [
     "peak_bf16",
     "bf16_support",
     "stream_triad",
+    "cache_bandwidth",
     "measure",
+    "prediction_cases",
     "attainable_gflops",
     "ridge_intensity",
     "plot_roofline",
+    "legend_below",
 ]
 
 MIB = 2**20
@@ -91,8 +97,12 @@ class Bandwidth:
     accounting: str
     warnings: tuple[str, ...] = ()
     timing: BenchResult | None = field(default=None, compare=False)
+    level: str = "memory"  # where the arrays live: "memory" (DRAM), or a cache level such as "L2"
 
     def __repr__(self) -> str:
+        if self.level != "memory":
+            return (f"Bandwidth({self.gbs:.1f} GB/s best, {self.median_gbs:.1f} median, from {self.level}: "
+                    f"3 x {self.array_bytes // 1024} KiB arrays, {self.threads} thread)")
         return (
             f"Bandwidth({self.gbs:.1f} GB/s best, {self.median_gbs:.1f} median (5 arrays of traffic per triad;"
             f" STREAM's 3-array credit would say {self.stream_gbs:.1f}); 3 x {self.array_bytes // MIB} MiB arrays,"
@@ -107,6 +117,7 @@ class KernelPoint:
     name: str
     intensity: float
     gflops: float
+    hollow: bool = False  # drawn as an open marker: e.g. the same kernel placed by its traffic to a cache
 
 
 def kernel_point(name: str, cost: _flops.Cost, seconds: float | BenchResult) -> KernelPoint:
@@ -395,6 +406,54 @@ def stream_triad(
     )
 
 
+
+def _triad_repeat(a, b, c, s, reps):  # compiled by numba on first use (see cache_bandwidth)
+    for _ in range(reps):
+        for i in range(a.shape[0]):
+            a[i] = b[i] + s * c[i]
+        s = -s  # the next pass depends on nothing this one wrote, but the compiler cannot drop a pass
+
+
+def cache_bandwidth(level: str = "L2", *, budget_s: float = 0.2) -> Bandwidth | None:
+    """One core's bandwidth from a cache level: a compiled triad ``a = b + s*c`` on three float64
+    arrays that together fill half of ``level``, repeated inside one call so that no per-call
+    overhead is timed. Counted traffic: 3 arrays a pass (no write-allocate: the arrays stay in
+    the cache). None where the size of ``level`` is not reported or numba is missing.
+    """
+    import numpy as np
+
+    from .hardware import describe
+
+    size = describe().cache_bytes.get(level)
+    try:
+        from numba import njit
+    except ImportError:
+        return None
+    if not size:
+        return None
+    n = max(size // 2 // 3 // 8, 512)
+    a, b, c = np.zeros(n), np.full(n, 1.0), np.full(n, 2.0)
+    kernel = _compiled_triad(njit)
+    kernel(a, b, c, 3.0, 1)  # compile and warm the cache
+    reps = max(1, int(2e8 // (24 * n)))  # about 200 MB of traffic a call: tens of milliseconds
+    t = bench(kernel, a, b, c, 3.0, reps, budget_s=budget_s, min_runs=3, warmup=1, name=f"{level} triad")
+    counted = 3 * n * 8 * reps
+    return Bandwidth(gbs=counted / t.min_s / 1e9, median_gbs=counted / t.median_s / 1e9,
+                     stream_gbs=counted / t.min_s / 1e9, array_bytes=n * 8, bytes_per_triad=3 * n * 8, threads=1,
+                     accounting=f"compiled triad on 3 x {n * 8 // 1024} KiB float64 arrays (half of {level}), "
+                                f"{reps} passes a call, 24 bytes counted per element and pass",
+                     warnings=t.warnings, timing=t, level=level)
+
+
+_TRIAD_KERNEL: list = []
+
+
+def _compiled_triad(njit: Any) -> Any:
+    if not _TRIAD_KERNEL:
+        _TRIAD_KERNEL.append(njit(_triad_repeat))
+    return _TRIAD_KERNEL[0]
+
+
 def triad_cost(array_bytes: int) -> _flops.Cost:
     """Cost of one two-pass numpy triad over float64 arrays: 2 FLOPs and 40 counted bytes per element."""
     n = array_bytes // 8
@@ -458,11 +517,13 @@ def plot_roofline(
     bandwidth_gbs: float | None = None,
     title: str | None = None,
     ax: Any = None,
+    cache_gbs: Mapping[str, float] | None = None,
 ) -> Figure:
     """Log-log roofline (GFLOP/s vs FLOP/byte) with ridge point(s) and named kernels; returns the Figure.
 
     Give a measured `roofline`, or datasheet numbers as peak_gflops ({'fp32': ...}) and
     bandwidth_gbs. `kernels` are KernelPoints or a dict name -> (FLOP/byte, GFLOP/s).
+    `cache_gbs` ({'L2': 114.0}) adds a dashed roof for each cache level's bandwidth.
     """
     import numpy as np
 
@@ -495,27 +556,33 @@ def plot_roofline(
     colours = ["tab:blue", "tab:purple", "tab:green", "tab:brown"]
     for i, (dtype, peak) in enumerate(sorted(peaks.items(), key=lambda kv: kv[1])):
         colour = colours[i % len(colours)]
-        ax.plot(x, np.minimum(peak, bw * x), color=colour, lw=2, label=f"{dtype} roof: {peak:,.0f} GFLOP/s")
         r = ridges[dtype]
+        # the ridge is a diamond on the plot and a number in the legend: two close ridges never share a label spot
+        ax.plot(x, np.minimum(peak, bw * x), color=colour, lw=2,
+                label=f"{dtype} roof: {peak:,.0f} GFLOP/s, ridge ◆ at {r:.3g} FLOP/byte")
         ax.plot([r], [peak], marker="D", color=colour, ms=7, zorder=4)
-        # above-left of the ridge: the empty corner over the bandwidth slope
-        ax.annotate(
-            f"ridge {r:.3g} FLOP/byte", (r, peak), textcoords="offset points", xytext=(-8, 8), ha="right",
-            fontsize=8, color=colour,
-        )
     ax.plot([], [], " ", label=f"memory: {bw:.1f} GB/s (slope)")
     top = max(peaks.values())
+    for (level, gbs), style in zip(sorted((cache_gbs or {}).items(), key=lambda kv: kv[1]), ("--", "-.", ":")):
+        ax.plot(x, np.minimum(top, gbs * x), color="grey", ls=style, lw=1.5, label=f"{level}: {gbs:.0f} GB/s (slope)")
     box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75}
     log_span = math.log10(x_hi / x_lo)
-    for p in points:
-        ax.plot([p.intensity], [p.gflops], marker="o", ms=7, color="tab:red", zorder=5)
+    placed: list[tuple[KernelPoint, bool]] = []
+    for p in sorted(points, key=lambda q: (q.intensity, q.gflops)):
+        ax.plot([p.intensity], [p.gflops], marker="o", ms=7, color="tab:red", zorder=5,
+                mfc="white" if p.hollow else "tab:red", mew=1.5)
         near_roof = p.gflops > 0.6 * min(top, bw * p.intensity)  # label below, off the roof line
         right_edge = math.log10(p.intensity / x_lo) > 0.8 * log_span  # label to the left
+        # a neighbour just below at the same intensity: this label goes on the other side
+        crowded = any(abs(math.log10(q.intensity / p.intensity)) < 0.05 and p.gflops / q.gflops < 2.5 and
+                      q.gflops <= p.gflops and not q_left for q, q_left in placed)
+        left = right_edge != crowded
         ax.annotate(
             p.name, (p.intensity, p.gflops), textcoords="offset points",
-            xytext=(-7 if right_edge else 7, -13 if near_roof else 6), ha="right" if right_edge else "left",
-            fontsize=8, color="black", bbox=box, zorder=6,
+            xytext=(-7 if left else 7, -13 if near_roof else 6), ha="right" if left else "left",
+            fontsize=9, color="black", bbox=box, zorder=6,
         )
+        placed.append((p, left))
     y_lo = min([bw * x_lo] + [y / 3 for y in ys_k])
     y_hi = max(list(peaks.values()) + ys_k) * 3
     ax.set_xscale("log")
@@ -527,5 +594,10 @@ def plot_roofline(
     ax.set_title(title or default_title)
     ax.grid(True, which="major", alpha=0.4)
     ax.grid(True, which="minor", alpha=0.12)
-    ax.legend(loc="lower right", fontsize=8)
+    legend_below(ax)
     return fig
+
+
+def legend_below(ax: Any) -> None:
+    """The legend under the axes, in two columns: it never hides a point (call again after adding lines)."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=2, fontsize=9, frameon=False)
