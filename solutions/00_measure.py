@@ -50,7 +50,8 @@ from sweatlab.config import pick, quick
 from sweatlab.flops import matmul as matmul_cost
 from sweatlab.hardware import describe
 from sweatlab.roofline import prediction_cases  # check("predict_seconds") measures this machine with it
-from sweatlab.timing import bench, compare, format_seconds, thread_settings, timer_resolution_ns
+from sweatlab.timing import (bench, compare, format_seconds, runnable_elsewhere, thread_settings,
+                             timer_resolution_ns)
 
 check = LabChecks("00_measure")
 time_it_on_fake = time_it_probe(globals())  # lets check("time_it") drive your time_it with a fake clock
@@ -384,12 +385,12 @@ n_thr = pick(256, 512)
 a_thr = rng.standard_normal((n_thr, n_thr), dtype=np.float32)
 b_thr = rng.standard_normal((n_thr, n_thr), dtype=np.float32)
 thread_counts = sorted({1, CORES, 2 * CORES})
-try:
-    load_1min = os.getloadavg()[0]
-    print(f"load average before measuring: {load_1min:.2f} on {CORES} cores "
-          f"({'busy already: other programs are running' if load_1min > 0.5 else 'quiet'})")
-except (AttributeError, OSError):
-    print("load average: not available on this OS")
+others = runnable_elsewhere()  # threads of other programs running right now (Linux); None elsewhere
+if others is None:
+    print("what else runs right now: not available on this OS")
+else:  # not the one-minute load average: that still counts section 3's neighbours, stopped seconds ago
+    print(f"threads of other programs running right now: {others} on {CORES} cores "
+          f"({'busy already: close other programs for steadier numbers' if others else 'quiet'})")
 
 oversub = {}
 for condition in ("as the machine is", "one BLAS neighbour"):

@@ -22,10 +22,10 @@
 # peak) helps; this lab repeats what it needs.
 #
 # **Time.** Compute, *measured* by running this notebook top to bottom on 2-core AMD EPYC virtual
-# machines shared with other jobs: 17-35 s in quick mode (`SWEAT_QUICK=1`, used by the tests) and
-# 75-125 s in full mode (the default when you run it), the lower figures on a Zen 4 VM, the higher on a
-# Zen 3 one (both *inferred*: the VMs report only "AMD EPYC"; CPU family 25 with AVX-512 fits Zen 4,
-# with AVX2 only Zen 3). The outputs shipped with this notebook come from the full-mode run on the Zen 4
+# machines shared with other jobs: 27-32 s in quick mode (`SWEAT_QUICK=1`, used by the tests) and
+# 85-88 s in full mode (the default when you run it) on a Zen 4 VM; on a Zen 3 VM an earlier version,
+# without exercise 7's speed check (about 6 s), took 35 s and 125 s (both CPUs *inferred*: the VMs
+# report only "AMD EPYC"; CPU family 25 with AVX-512 fits Zen 4, with AVX2 only Zen 3). The outputs shipped with this notebook come from the full-mode run on the Zen 4
 # VM; the numbers quoted in the text are from that run. Reading and the seven exercises: about 80 minutes,
 # *estimated* from working through the blank lab once, allowing a newcomer about 25 minutes of reading,
 # 5-8 minutes per short exercise with one mistake to fix, and 20 minutes for the tiled kernel.
@@ -184,7 +184,7 @@ ax.plot(KS, in_order, "o-", label="measured: added in order (worst of 10)")
 ax.plot(KS, pairwise, "s-", label="measured: np.sum, pairwise (worst of 10)")
 ax.set(xscale="log", yscale="log", xlabel="k, length of the dot product",
        ylabel="relative error vs float64", title="float32 dot products: measured error against the bound")
-ax.legend(fontsize=8);
+ax.legend(fontsize=9);
 
 # %% [markdown] sweat={"id": "tolerance-harness"}
 # Read the plot: the error of the in-order sum stays below the bound γ_k and far closer to √k·u;
@@ -302,7 +302,7 @@ print(f"[timing] {per_iter_ns:.0f} ns per inner-loop iteration; at the hardware 
 # Each trip through the inner loop makes the interpreter decode bytecodes, look up `A[i]` and then
 # `[k]` in lists of pointers, unbox two Python floats, allocate a new float for the product and another
 # for the sum. The multiply-add itself is a tiny part of that. How tiny, section 6 measures: compiled,
-# the same ijk loops ran 63x faster on the 2-core VM this notebook was run on (`python_ijk` to
+# the same ijk loops ran 62x faster on the 2-core VM this notebook was run on (`python_ijk` to
 # `numba_ijk` in the ladder table; on yours, see that table).
 #
 # ## 4. Loop orders and strides
@@ -449,9 +449,9 @@ print(f"[timing] at n = {N_COMMON}: {r_rows.bench.median_s / N_COMMON**2 * 1e6:.
 # in i, k, j order, adding `A[i, k] * B[k, j]` into `C[i, j]`. Keep `for j in range(N)` as the innermost
 # loop. The first call compiles (about a second). The check calls it on small matrices, then times it
 # against `matmul_numba_ijk` on 256 x 256 matrices, fresh ones each round, interleaved, checking every
-# result, and asks for at least 2x. On the 2-core VM this notebook was run on, ikj ran 13x faster than
-# ijk at n = 256 (35.5 against 2.66 GFLOP/s in the ladder table below); a grader timing each call from
-# outside its sandbox, request included, measured 7.1-8.8x on the same VM (README, *Grading*).
+# result, and asks for at least 2x. On the 2-core VM this notebook was run on, ikj ran 20x faster than
+# ijk at n = 256 (46.3 against 2.36 GFLOP/s in the ladder table below); a grader timing each call from
+# outside its sandbox measured 10.9-11.6x on the same VM in three runs (README, *Grading*).
 
 # %% sweat={"id": "ex-numba-ikj", "role": "answer"}
 @njit
@@ -533,14 +533,15 @@ ax.set(yscale="log", ylabel="GFLOP/s (log scale; median, bars = IQR)", xlim=(-0.
 
 # %% [markdown] sweat={"id": "compiled-why"}
 # Read the bars. On the 2-core VM this notebook was run on (full mode, n = 512), the two orders whose
-# inner loop has no stride n ran **34-140x** faster than the other four (ikj over ijk: 38x); on yours,
+# inner loop has no stride n ran **42-186x** faster than the other four (ikj over ijk: 49x); on yours,
 # see the bars above. Strides are only part of the reason:
 # - **SIMD.** With stride 1 and no dependence between iterations of j, LLVM turns the inner loop of ikj
-#   and kij into vector instructions (8 float32 per AVX2 instruction). No other order gets that.
+#   and kij into vector instructions (8 float32 per AVX2 instruction, 16 per AVX-512 one: the assembly
+#   count below shows which this machine got). No other order gets that.
 # - **A chain of dependent adds.** In ijk and jik the inner loop is a running sum: each `+=` waits for
 #   the previous add to finish, and without permission to reorder additions (`fastmath`, lab 02) LLVM
 #   must keep that order. At n = 256, where A, B and C (3 x 256 KiB) fit in the 1 MiB L2, `numba_ijk`
-#   took 12.6 ms for 256³ steps (the ladder table below): 0.75 ns a step, about 2.8 cycles at the
+#   took 14.2 ms for 256³ steps (the ladder table below): 0.85 ns a step, about 3.1 cycles at the
 #   3.69 GHz section 1 measured (2.8-3.3 cycles in the runs seen), close to the latency of one
 #   floating-point add: 3 cycles on AMD's Zen cores and 4 on Intel Skylake-family cores in A. Fog's
 #   *Instruction tables* (Technical University of Denmark, 2022). The chain, not memory, sets its pace.
@@ -550,7 +551,7 @@ ax.set(yscale="log", ylabel="GFLOP/s (log scale; median, bars = IQR)", xlim=(-0.
 #   each line it loads; jki and kji step down columns of A *and* C, so every load and every store
 #   touches a new line: they ran 3-4x slower than ijk.
 #
-# ikj and kij have the same strides, yet kij ran 1.1x slower on this run (29.7 against 33.1 GFLOP/s),
+# ikj and kij have the same strides, yet kij ran 1.2x slower on this run (37.0 against 42.8 GFLOP/s),
 # and 1.5x slower on a Zen 3 VM at n = 256. Where a difference shows, it is traffic: ikj keeps row i of
 # C in L1 for its whole k loop and streams rows of B, which it only reads; kij holds one row of B and
 # sweeps it over every row of C, so each (k, i) step reads a row of C from beyond L1 and writes it back.
@@ -645,7 +646,7 @@ print(f"one chain at 3 cycles per add (AMD Zen; 4 on Intel Skylake-family) allow
 # independent chains run several times faster on the same core, because their adds overlap in the
 # pipeline; past some number of chains the rate stops rising, and the limit is then throughput (how
 # many adds and loads the core starts per cycle), not latency. On the run shipped here one chain took
-# 3.2 cycles per step at the measured clock, four chains ran 2.6x faster and eight no faster than
+# 3.2 cycles per step at the measured clock, four chains ran 2.7x faster and eight no faster than
 # four. That is the second half
 # of why BLAS is fast: its micro-kernel keeps many independent sums of C in registers (lab 02).
 
@@ -759,7 +760,7 @@ def plot_tile_sweep(extra=None):
     ax.set_xticks(TILES, [str(t) for t in TILES], minor=False)
     ax.minorticks_off()
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     return fig
 
 
@@ -895,7 +896,7 @@ ax.set_xlabel("GFLOP/s, float32 (pure Python: float64), 1 thread, log scale")
 top = ax.secondary_xaxis("top", functions=(lambda g: 100 * g / HW_GFLOPS, lambda p: p * HW_GFLOPS / 100))
 top.set_xlabel("% of the hardware peak (labels: GFLOP/s and % of it)")
 ax.set_title(f"The matmul ladder on {machine.cpu_model or 'this machine'}, one core", fontsize=11)
-ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False);
+ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=9, frameon=False);
 
 # %% sweat={"id": "ladder-table", "role": "demo"}
 base = LADDER.get("python_ijk", {}).get(N_COMMON)
@@ -989,15 +990,15 @@ fig_rungs.set_size_inches(9, 6)
 # Read the ladder (the plot and the table above, both measured in this session):
 # - **Pure Python → NumPy rows → numba ijk**: taking the interpreter out of the inner loop, then out of
 #   all loops: the biggest steps on the ladder. `python_ijk` to `numba_ijk` is the same loops without
-#   the interpreter, so its ratio in the table (63x on the VM this notebook was run on) is the
+#   the interpreter, so its ratio in the table (62x on the VM this notebook was run on) is the
 #   interpreter's cost; everything after it is SIMD and memory order.
 # - **numba ijk → ikj**: the same compiled code with a stride-1 inner loop that vectorizes and has no
-#   dependent add chain: about another 13x on that VM at n = 256 (section 6).
+#   dependent add chain: about another 20x on that VM at n = 256 (section 6).
 # - **The whole span** printed under the table compares float64 Python with float32 BLAS. Like with
 #   like it is about half as large: a float64 matmul took 2.0x the time of a float32 one in lab 00's
 #   section 3 on the same VM (half the numbers per vector instruction).
-# - **ikj → tiled**: a gain that depends on your caches and on the tile (section 7): on that VM 1.20x at
-#   n = 256 and 1.38x at n = 1024, with the best tile from the sweep.
+# - **ikj → tiled**: a gain that depends on your caches and on the tile (section 7): on that VM 1.00x at
+#   n = 256 (B fits in L2: nothing to gain) and 1.32x at n = 1024, with the best tile from the sweep.
 # - **On the roofline** every untiled rung has the same modelled intensity, about 0.5 FLOP/byte, yet
 #   their speeds span three orders of magnitude: up to numba ijk, the interpreter and scalar code hold
 #   them back, not memory. Where numba ikj "needs" more than the memory roof gives, its B (4 MiB at
@@ -1013,7 +1014,7 @@ fig_rungs.set_size_inches(9, 6)
 #   and waiting on memory draw different power (lab 00, section 8).
 # - **Best loop → BLAS**: still several times. The ikj inner loop loads and stores C for every single
 #   vector multiply-add; BLAS keeps a block of C in *registers* across the whole k loop, feeds the
-#   vector units from packed panels sized to L1 and L2, and so reaches 85-86% of the hardware peak on that
+#   vector units from packed panels sized to L1 and L2, and so reaches 85-87% of the hardware peak on that
 #   VM (the ladder table). That
 #   register-blocked micro-kernel, vector lanes and threads are lab 02.
 #
@@ -1061,19 +1062,19 @@ print(f"recorded lab {rec['lab']} in {where}: "
 # %% tags=["solution"]
 # Author only: save the key plots for the slides (slides/img/01_*.png) when asked to.
 if os.environ.get("SWEAT_SLIDES_IMG"):
-    for name, fig in (("ladder", fig_ladder), ("orders", fig_orders), ("tiles", fig_tiles)):
+    for name, fig in (("ladder", fig_ladder), ("orders", fig_orders), ("tiles", fig_tiles), ("rungs", fig_rungs)):
         fig.savefig(os.path.join(os.environ["SWEAT_SLIDES_IMG"], f"01_{name}.png"), dpi=120, bbox_inches="tight")
     print("saved slide images")
 
 # %% [markdown] sweat={"id": "summary"}
 # **Summary.**
 # - The textbook loop spends almost all its time in the interpreter, not in arithmetic: compiling the
-#   same loops (`python_ijk` to `numba_ijk`) made them 63x faster on the VM this notebook was run on.
+#   same loops (`python_ijk` to `numba_ijk`) made them 62x faster on the VM this notebook was run on.
 #   Removing the interpreter is worth the most; the rest of the way to BLAS is SIMD and memory order.
 #   (Section 3's ratio to one multiply-add at peak lumps all of these together.)
 # - Once the code is compiled, the inner loop decides: with stride 1 and independent iterations it
 #   vectorizes; ijk waits on one dependent add at a time, and stride-n loops waste cache lines. On that
-#   VM the stride-1 orders ran 34-140x faster than the others at n = 512; on yours, see section 6.
+#   VM the stride-1 orders ran 42-186x faster than the others at n = 512; on yours, see section 6.
 # - Tiling keeps a block of B in cache; whether it pays depends on your cache sizes and speeds (section 7).
 # - BLAS is several times faster still, because it also keeps C in registers and is hand-tuned per CPU.
 # - Every rung was checked against float64 with rtol = γ_k ≈ k·2⁻²⁴ before it was timed.

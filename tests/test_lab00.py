@@ -267,7 +267,7 @@ def test_a_prediction_far_from_the_measurement_fails_against_it(solved):
     """Right on the made-up machines' form but 4x too optimistic about memory: only the measurement catches it."""
     results = _results("predict_seconds", _with(
         solved, predict_seconds=lambda k, n, p, b: max(_seconds_parts(k, n, p, b)[0], _seconds_parts(k, n, p, b)[1] / 4)))
-    measured = [r for r in results if "measurement" in r.name]
+    measured = [r for r in results if "measured here" in r.name]
     assert measured and not measured[0].passed and "within 2x" in measured[0].message, measured
     ok = _results("predict_seconds", solved)
     assert all(r.passed for r in ok), [r.text for r in ok if not r.passed]

@@ -224,5 +224,14 @@ def test_busy_means_busy_now_not_a_minute_ago(tmp_path, monkeypatch):
     monkeypatch.setattr(timing.os, "cpu_count", lambda: 2)
     loadavg.write_text("4.10 2.00 1.00 1/230 12345\n")  # only this process runs now
     assert timing._busy_warning() is None
+    monkeypatch.setattr(timing, "_own_running_threads", lambda: 1)
     loadavg.write_text("0.50 0.40 0.30 4/230 12345\n")  # three others run right now
-    assert "3 other process(es) are running right now on its 2 cores" in timing._busy_warning()
+    assert "3 thread(s) of other programs are running right now on its 2 cores" in timing._busy_warning()
+    monkeypatch.setattr(timing, "_own_running_threads", lambda: 3)  # our own BLAS pool, still spinning
+    assert timing._busy_warning() is None
+
+
+def test_own_running_threads_counts_at_least_this_one():
+    from sweatlab import timing
+
+    assert timing._own_running_threads() >= 1

@@ -30,6 +30,7 @@ from functools import lru_cache
 from typing import Any, Callable
 
 __all__ = [
+    "runnable_elsewhere",
     "BenchResult",
     "CompareResult",
     "bench",
@@ -369,13 +370,31 @@ def _name_of(fn: Callable[..., Any], default: str) -> str:
 LOADAVG = "/proc/loadavg"
 
 
-def _runnable_now() -> int | None:
-    """Processes running or ready to run right now, this one excluded (Linux: /proc/loadavg's 4th field)."""
+def _own_running_threads() -> int:
+    """Threads of this process running or runnable now (this one included): a BLAS pool that still
+    spins after its last call counts in /proc/loadavg, but it is not another program."""
+    running = 0
+    try:
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/stat") as f:
+                    running += f.read().rsplit(")", 1)[1].split()[0] == "R"
+            except (OSError, IndexError):
+                continue
+    except OSError:
+        return 1
+    return max(running, 1)
+
+
+def runnable_elsewhere() -> int | None:
+    """Threads of other processes running or ready to run right now (Linux: /proc/loadavg's 4th
+    field counts every runnable thread; this process's own are taken off)."""
     try:
         with open(LOADAVG) as f:
-            return max(0, int(f.read().split()[3].split("/")[0]) - 1)
+            total = int(f.read().split()[3].split("/")[0])
     except (OSError, ValueError, IndexError):
         return None
+    return max(0, total - _own_running_threads())
 
 
 def _busy_warning() -> str | None:
@@ -383,10 +402,10 @@ def _busy_warning() -> str | None:
     instant; the load average (used elsewhere) is a one-minute moving average, so it still blames the
     machine for work that ended seconds ago, such as a neighbour experiment just stopped."""
     cores = os.cpu_count() or 1
-    now = _runnable_now()
+    now = runnable_elsewhere()
     if now is not None:
         if now >= cores:
-            return (f"the machine is busy: {now} other process(es) are running right now on its {cores} cores;"
+            return (f"the machine is busy: {now} thread(s) of other programs are running right now on its {cores} cores;"
                     " numbers will be slower and noisier")
         return None
     try:
