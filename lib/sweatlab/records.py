@@ -22,7 +22,8 @@ __all__ = ["record", "load_records", "results_dir", "records_path_for_display", 
            "package_versions"]
 
 RECORDS_FILE = "records.jsonl"
-_PACKAGES = ("sweatlab", "numpy", "torch", "numba", "threadpoolctl", "psutil", "matplotlib", "onnxruntime", "scikit-learn")
+_PACKAGES = ("sweatlab", "numpy", "torch", "numba", "threadpoolctl", "psutil", "matplotlib", "onnxruntime", "onnx",
+             "onnxscript", "scikit-learn")
 
 
 def course_root(start: str | os.PathLike[str] | None = None) -> Path:
