@@ -347,3 +347,58 @@ def test_reflections_are_collected_and_manual_marks_merged(grading_course, tmp_p
     assert rows["Ada"]["total"] == "9" and rows["Ada"]["max"] == "9" and rows["Bob"]["total"] == "7"
     assert rows["Ada"]["manual: reflection 1"] == "2"
     assert any("Carol" in p for p in paths["problems"]) and any("not a column" in p for p in paths["problems"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Cores lent to grading jobs
+# ---------------------------------------------------------------------------------------------
+
+def test_a_two_thread_lab_holds_two_cores_and_nobody_shares_them():
+    """On two cores, a one-thread job and a two-thread job never run at once; two one-thread jobs do."""
+    pool = grader.CorePool([0, 1])
+    held: list[tuple[str, tuple[int, ...]]] = []
+    overlaps: list[str] = []
+    lock = threading.Lock()
+
+    def job(name: str, threads: int, seconds: float) -> None:
+        taken = pool.acquire(threads)
+        with lock:
+            for other, cores in held:
+                if set(cores) & set(taken):
+                    overlaps.append(f"{name} and {other} share {set(cores) & set(taken)}")
+            held.append((name, taken))
+        time.sleep(seconds)
+        with lock:
+            held.remove((name, taken))
+        pool.release(taken)
+
+    runs = [threading.Thread(target=job, args=(f"job{i}", threads, 0.05))
+            for i, threads in enumerate([1, 2, 1, 1, 2, 1])]
+    for r in runs:
+        r.start()
+        time.sleep(0.005)  # in turn: first come, first served
+    for r in runs:
+        r.join(10)
+    assert not overlaps, overlaps
+    assert sorted(pool._free) == [0, 1]
+    assert pool.acquire(8) == (0, 1), "a lab asking for more threads than cores gets every core"
+
+
+def test_a_job_waiting_for_two_cores_is_not_overtaken_forever():
+    """First come, first served: one-thread jobs arriving later wait behind a two-thread job."""
+    pool = grader.CorePool([0, 1])
+    first = pool.acquire(1)
+    order: list[str] = []
+    big = threading.Thread(target=lambda: (order.append("two") if pool.acquire(2) else None))
+    big.start()
+    time.sleep(0.05)
+    small = threading.Thread(target=lambda: (order.append("one") if pool.acquire(1) else None))
+    small.start()
+    time.sleep(0.05)
+    assert order == [], "the free core went to a later one-thread job while a two-thread job waited"
+    pool.release(first)
+    big.join(5)
+    assert order == ["two"]
+    pool.release((0, 1))
+    small.join(5)
+    assert order == ["two", "one"]

@@ -11,8 +11,21 @@ Modules (one responsibility each):
     energy     energy sensors (RAPL, NVML) or a labelled estimate, for the devices a job ran on
     energy_data  energy figures shipped with their provenance (Horowitz 2014; one measured GPU server)
     records    append one JSON record of a lab's results
+    profile    `sweatlab profile`: measure this machine once, write a short report
+    doctor     `sweatlab doctor`: the pre-flight check of a learner's setup
+    isa        instruction-set families, their peaks here, dispatch switched off in a fresh process (lab 02)
+    gemm       lab 02's numba matmul kernels: the dot form and a packed, register-blocked micro-kernel
+    parallel   Amdahl's law fitted to a measured scaling curve (lab 02)
+    quant      quantization by hand: reference quantizers, SQNR, int4 packing, integer matmul (lab 03)
+    serve      one model served many ways: torch int8 engines, ONNX Runtime fp32/int8/int4 (lab 03)
+    frugal     doing less work: bundled data, small models, early exit, cascades (lab 04)
+    devices    a sourced device table and roofline models of inference per joule (lab 05)
+    tinylm     a tiny byte-level transformer, its training, quantized and tensor-parallel forms (lab 06)
+    checks     the labs' public checks; grading: the batch grader and its sandboxed child
     course     solutions -> labs generation and the sync checks (course_layout, _source, _build, _check)
-    cli        the `sweatlab` command: doctor, lab, check, build-labs, execute, nbval, slides, ...
+    slides     slides/NN_topic.md -> offline HTML decks
+    config     course-wide switches read from the environment
+    cli        the `sweatlab` command: doctor, lab, check, build-labs, execute, nbval, slides, grade, ...
 """
 
 __version__ = "0.1.0"

@@ -109,7 +109,9 @@ class Digest:
             return float(array)
         w = cls.weights(seed, array.shape)
         flat = np.ascontiguousarray(array).reshape(-1).astype(np.float64, copy=False)
-        return cls(float(np.dot(flat, w.reshape(-1))), tuple(array.shape), int(seed))
+        # Not np.dot: that is BLAS, whose worker threads then spin for a while after the call and
+        # steal a core from whatever the trusted side times next (a threaded kernel, most of all).
+        return cls(float(np.sum(flat * w.reshape(-1))), tuple(array.shape), int(seed))
 
 
 def encode(value: Any, _depth: int = 0) -> Any:

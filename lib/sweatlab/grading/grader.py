@@ -13,7 +13,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import queue
 import re
 import sys
 import threading
@@ -402,12 +401,41 @@ def lab_threads(pristine: nbformat.NotebookNode) -> int:
     return max([int(w) for w in wanted if isinstance(w, int) and w > 0] or [1])
 
 
-def slot_cpus(slot: int | None, threads: int) -> tuple[int, ...] | None:
-    """The cores grading slot ``slot`` runs on: slots side by side, ``threads`` cores each, wrapping around."""
-    if slot is None or not hasattr(os, "sched_getaffinity"):
-        return None
-    cores = sorted(os.sched_getaffinity(0))
-    return tuple(sorted({cores[(slot * threads + i) % len(cores)] for i in range(threads)}))
+class CorePool:
+    """The machine's cores, lent to grading jobs: a job that asks for N threads holds N cores of its own.
+
+    A lab that measures how a kernel scales over two threads needs two cores nobody else uses: with
+    ``-j 2`` on a two-core machine, two such submissions graded side by side would each find one
+    busy core and a "2 threads" speed-up below 1. So a job waits until the cores its lab asks for
+    (``sweat={"threads": N}``, capped at the machine's count) are free, first come first served,
+    and its child is pinned to them. One-thread labs still grade ``-j`` at a time, a core each.
+    """
+
+    def __init__(self, cores: Iterable[int] | None = None) -> None:
+        if cores is None:
+            cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+        self.cores = tuple(sorted(cores))
+        self.pinnable = hasattr(os, "sched_setaffinity")
+        self._free = list(self.cores)
+        self._queue: list[object] = []
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int) -> tuple[int, ...]:
+        """``n`` free cores (at most all of them), waiting for them in turn."""
+        n = max(1, min(int(n), len(self.cores)))
+        ticket = object()
+        with self._cond:
+            self._queue.append(ticket)
+            self._cond.wait_for(lambda: self._queue[0] is ticket and len(self._free) >= n)
+            self._queue.pop(0)
+            taken, self._free = tuple(self._free[:n]), self._free[n:]
+            self._cond.notify_all()
+            return taken
+
+    def release(self, taken: tuple[int, ...]) -> None:
+        with self._cond:
+            self._free = sorted(set(self._free) | set(taken))
+            self._cond.notify_all()
 
 
 def _failed_all(tests: Iterable[TestSpec], message: str) -> list[TestResult]:
@@ -432,8 +460,11 @@ def _advise_missing_cells(results: list[TestResult], layout: LabLayout, cells: l
 
 
 def grade_submission(path: Path, labs_dir: Path, lab: str | None = None, limits: Limits = Limits(),
-                     hidden: bool = True, name: str | None = None, slot: int | None = None) -> SubmissionGrade:
-    """Grade one file. Never raises for anything the submission does: every problem becomes a message."""
+                     hidden: bool = True, name: str | None = None, cores: CorePool | None = None) -> SubmissionGrade:
+    """Grade one file. Never raises for anything the submission does: every problem becomes a message.
+
+    With ``cores``, the learner's child runs on cores of its own, as many as the lab asks threads for
+    (waiting for them first; the wait does not count against the submission's time limit)."""
     started = time.monotonic()
     path = Path(path)
     grade = SubmissionGrade(name=name or path.stem, path=str(path), lab=lab, key=safe_key(name or path.stem))
@@ -467,8 +498,11 @@ def grade_submission(path: Path, labs_dir: Path, lab: str | None = None, limits:
     reference_cells, _ = reconstruct(pristine, pristine)
     grade.notes += notes
     threads = lab_threads(pristine)
-    limits = dataclasses.replace(limits, threads=threads, cpus=slot_cpus(slot, threads) or limits.cpus)
-    session = Session(cells, limits, started + limits.submission_timeout_s,
+    taken = cores.acquire(threads) if cores is not None else None
+    if taken is not None and cores.pinnable:
+        limits = dataclasses.replace(limits, cpus=taken)
+    limits = dataclasses.replace(limits, threads=threads)
+    session = Session(cells, limits, time.monotonic() + limits.submission_timeout_s,
                       [c for c in reference_cells if c.origin != "added"])
     try:
         session.run_all()
@@ -482,6 +516,8 @@ def grade_submission(path: Path, labs_dir: Path, lab: str | None = None, limits:
                                                 "tell your instructor", hidden=spec.hidden))
     finally:
         grade.limit_notes = session.close()
+        if taken is not None:
+            cores.release(taken)
     grade.results = _advise_missing_cells(grade.results, layout, cells, grade.lab)
     grade.cell_errors = session.errors
     grade.notes += session.notes
@@ -608,9 +644,7 @@ def grade_batch(files: list[Path] | list[Submission], labs_dir: Path, lab: str |
     if any(s is None for s in subs):
         subs = discover([Path(f) for f in files])  # type: ignore[arg-type]
     STOP.clear()
-    slots: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for i in range(max(1, jobs)):
-        slots.put(i)
+    cores = CorePool()
 
     def one(sub: Submission) -> SubmissionGrade | None:
         if STOP.is_set():
@@ -621,11 +655,7 @@ def grade_batch(files: list[Path] | list[Submission], labs_dir: Path, lab: str |
                 if progress:
                     progress(old, True)
                 return old
-        slot = slots.get()
-        try:
-            grade = grade_submission(sub.path, labs_dir, lab, limits, hidden, sub.name, slot)
-        finally:
-            slots.put(slot)
+        grade = grade_submission(sub.path, labs_dir, lab, limits, hidden, sub.name, cores)
         if STOP.is_set():
             return None  # interrupted half-way: graded again next time, never saved half done
         if out_dir is not None:
