@@ -342,6 +342,20 @@ def cmd_gradescope(args) -> int:
     return 0
 
 
+def cmd_class_report(args) -> int:
+    """Pool the learners' record files under a folder into one self-contained HTML page."""
+    from . import class_report
+
+    return class_report.main(args.folder, args.output)
+
+
+def cmd_progress(args) -> int:
+    """Which labs and exercises are done, judged by each lab's public checks run on your own notebooks."""
+    from . import progress
+
+    return progress.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sweatlab", description="Systems That Sweat: course tools and measurements")
     parser.add_argument("--root", help="course folder (default: found from the current directory)")
@@ -406,9 +420,23 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "of CPU-only torch wheels")
     p.set_defaults(func=cmd_gradescope)
 
+    p = sub.add_parser("progress", help="which labs and exercises you have done: your notebooks' public checks")
+    p.add_argument("labs_dir", nargs="?", help="the folder of your lab notebooks (default: the course's labs/)")
+    p.add_argument("--lab", help="only this lab: its number (04), a unique prefix, or its name 04_less")
+    p.add_argument("--quick", action="store_true", help="skip the timed speed checks (the output lists them)")
+    p.add_argument("--timeout", type=float, default=300, help="seconds per lab (default 300)")
+    p.add_argument("--cell-timeout", type=float, default=60, help="seconds per cell (default 60)")
+    p.add_argument("--json", action="store_true", help="print the progress as JSON")
+    p.set_defaults(func=cmd_progress)
+
     p = sub.add_parser("profile", help="measure this machine: peaks, bandwidth, timer, SIMD, sensors "
                                        "(options: --out DIR, --quick)")
     p.set_defaults(func=cmd_profile, passthrough="profile_args")
+
+    p = sub.add_parser("class-report", help="pool the class's results/records.jsonl files into one HTML page")
+    p.add_argument("folder", help="folder holding each learner's records.jsonl (or *.json records), searched recursively")
+    p.add_argument("-o", "--output", default="class-report.html", help="the page to write (default class-report.html)")
+    p.set_defaults(func=cmd_class_report)
     return parser
 
 

@@ -442,7 +442,7 @@ def _failed_all(tests: Iterable[TestSpec], message: str) -> list[TestResult]:
     return [TestResult(t.lab, t.exercise, t.name, 0.0, t.points, False, message, hidden=t.hidden) for t in tests]
 
 
-def _advise_missing_cells(results: list[TestResult], layout: LabLayout, cells: list[RunCell],
+def advise_missing_cells(results: list[TestResult], layout: LabLayout, cells: list[RunCell],
                           lab: str) -> list[TestResult]:
     """An exercise whose answer cell was deleted or turned into text cannot be fixed by editing that cell: say so."""
     stubs = {c.cell_id for c in cells if c.origin == "stub"}
@@ -518,7 +518,7 @@ def grade_submission(path: Path, labs_dir: Path, lab: str | None = None, limits:
         grade.limit_notes = session.close()
         if taken is not None:
             cores.release(taken)
-    grade.results = _advise_missing_cells(grade.results, layout, cells, grade.lab)
+    grade.results = advise_missing_cells(grade.results, layout, cells, grade.lab)
     grade.cell_errors = session.errors
     grade.notes += session.notes
     grade.seconds = time.monotonic() - started
