@@ -25,6 +25,9 @@ Modules (one responsibility each):
     course     solutions -> labs generation and the sync checks (course_layout, _source, _build, _check)
     slides     slides/NN_topic.md -> offline HTML decks
     config     course-wide switches read from the environment
+    wheelhouse every pinned wheel for each target platform, for an offline classroom (stdlib only)
+    class_report  the class's records pooled into one HTML page (`sweatlab class-report`)
+    progress   which labs and exercises a learner has done (`sweatlab progress`, a JupyterLab widget)
     cli        the `sweatlab` command: doctor, lab, check, build-labs, execute, nbval, slides, grade, ...
 """
 
