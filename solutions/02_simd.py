@@ -25,14 +25,13 @@
 # tiled kernel). NumPy and numba as used there.
 #
 # **Time.** Compute, *measured* by running this notebook top to bottom on a 2-vCPU AMD EPYC virtual machine
-# (Zen 4, inferred: CPU family 25 with AVX-512 and bf16, no AMX) shared with another developer's jobs:
-# 80-100 s in quick mode (`SWEAT_QUICK=1`, used by the tests) and about 130 s in full mode (the default
-# when you run it). Most of it is fresh Python processes started for the instruction-set switches (torch
-# takes a few seconds to import each time). The outputs shipped with this notebook come from a quick-mode
-# run (n = 512) on that VM at a moment when nothing else ran; the full-mode run (n = 1024) is described in
-# the deck's notes. Reading and the six exercises: about 90 minutes, *estimated* by the author (not timed with
-# learners): 30 minutes of reading, 5-10 minutes for each short exercise, 25 minutes for the micro-kernel.
-# Plan a 90-120 minute slot.
+# (Zen 4, inferred: CPU family 25 with AVX-512 and bf16, no AMX): 80-100 s in quick mode (`SWEAT_QUICK=1`,
+# used by the tests) and 157 s in full mode (the default when you run it). Most of it is fresh Python
+# processes started for the instruction-set switches (torch takes a few seconds to import each time) and the
+# scalar matmul at n = 1024. The outputs shipped with this notebook come from that full-mode run (n = 1024),
+# with nothing else running on the VM. Reading and the six exercises: about 90 minutes, *estimated* by the
+# author (not timed with learners): 30 minutes of reading, 5-10 minutes for each short exercise, 25 minutes
+# for the micro-kernel. Plan a 90-120 minute slot.
 #
 # Six exercises, each a function followed by a `check(...)` cell: `peak_gflops`, `scores_fast`,
 # `npy_disable`, `micro_6x4` (inside `matmul_micro`), `matmul_micro_parallel`, `amdahl_fit`.
@@ -1124,7 +1123,7 @@ if SCALING:
         ax.plot(ps, [parallel.amdahl_speedup(p, F_DIRECT) for p in ps], "--", color="tab:green",
                 label=f"Amdahl with the packing alone: f = {F_DIRECT:.3f}")
     ax.axvline(CORES, color="grey", ls="--", lw=1)
-    ax.annotate(f" {CORES} cores here", (CORES, 0.85), fontsize=8, color="grey", ha="right", rotation=90, va="bottom")
+    ax.annotate(f"{CORES} cores here ", (CORES, p_max * 1.03), fontsize=8, color="grey", ha="right", rotation=90, va="top")
     ax.set(xlim=(0.8, p_max + 0.2), ylim=(0.8, p_max * 1.05), xlabel="threads p",
            ylabel="speed-up over one thread (x)",
            title=f"Your parallel micro-kernel at n = {N}: measured on {CORES} cores, extrapolated by the fit")
@@ -1323,7 +1322,7 @@ print(f"\n[timing] micro-kernel: {100 * single / ladder_1.gflops['blas_fp32'][N]
       f"{par / single:.2f}x on {CORES} threads ({100 * par / ladder_all.gflops['blas_fp32'][N]:.0f}% of BLAS on "
       f"{CORES} threads)")
 print("% hw peak: of the float32 peak of the cores used (torch bf16: of the bf16 peak where there is one); "
-      "% BLAS: of BLAS's run at this n on the same threads")
+      "% BLAS: of BLAS's best on the same threads (its fastest run, at this n or the peak measurement's size)")
 kinds = {m.energy_kind for lad in (ladder_1, ladder_all) for by_n in lad.measurements.values() for m in by_n.values()}
 if "estimated" in kinds:
     print(f"GFLOP/J est.: an ESTIMATE, not a measurement (no CPU energy sensor read here): {TDP_W:g} W x (cores used / "

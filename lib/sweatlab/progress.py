@@ -233,7 +233,7 @@ class UntimedRunner:
             raise TimedCheckSkipped(func)
         return self.runner.timed_call(func, args, kwargs, reference, digest)
 
-    def timed_decode(self, args: list) -> float:
+    def timed_decode(self, args: list, digest_shape: tuple[int, ...] | None = None) -> float:
         raise TimedCheckSkipped("input decoding")
 
 

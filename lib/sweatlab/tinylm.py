@@ -634,6 +634,7 @@ class TPModel(nn.Module):
                 fc_w=b.mlp.fc.weight.data[f].clone(), fc_b=b.mlp.fc.bias.data[f].clone(),
                 mp_w=b.mlp.proj.weight.data[:, f].clone(), mp_b=b.mlp.proj.bias.data))
         self.comm_s, self.n_comm = 0.0, 0
+        self.trace: list[tuple[float, float]] | None = None  # (entry, exit) of each all-reduce, when a list
         self._all_reduce = all_reduce
 
     def reduce(self, y):
@@ -643,8 +644,11 @@ class TPModel(nn.Module):
         else:
             import torch.distributed as dist
             dist.all_reduce(y)
-        self.comm_s += time.perf_counter() - t0
+        t1 = time.perf_counter()
+        self.comm_s += t1 - t0
         self.n_comm += 1
+        if self.trace is not None:
+            self.trace.append((t0, t1))
         return y
 
     def new_caches(self):
@@ -694,9 +698,10 @@ def tp_worker(rank: int, world: int, addr: str, port: int, spec: dict, out_path:
         model = _load_for_tp(spec)
         tp = TPModel(model, rank, world)
         C = model.cfg.d_model
-        # 1. the network's constants: all-reduce time against message size, back to back
+        # 1. the network's constants: all-reduce time against message size, back to back (a barrier
+        #    first, so both ranks enter together): the median is a typical call, the mean includes the tail
         sizes = [C, spec.get("big_floats", 1 << 16)]
-        ar = {}
+        ar, ar_mean = {}, {}
         for n in sizes:
             buf = torch.ones(n)
             for _ in range(5):
@@ -707,28 +712,60 @@ def tp_worker(rank: int, world: int, addr: str, port: int, spec: dict, out_path:
                 t0 = time.perf_counter()
                 dist.all_reduce(buf)
                 ts.append(time.perf_counter() - t0)
-            ar[n] = float(np.median(ts))
-        # 2. logits of the prompt (prefill) for the comparison with one process
+            ar[n], ar_mean[n] = float(np.median(ts)), float(np.mean(ts))
+        # 1b. the same small all-reduce with each rank computing between calls, as decoding does: the gap is
+        #     this rank's own compute per all-reduce (its shard of a decode step with the all-reduce left out)
+        local = TPModel(model, rank, world, all_reduce=lambda y: None)
         prompt = torch.tensor([spec["prompt"]])
+        steps = 8
+        with torch.inference_mode():
+            caches = local.new_caches()
+            local(prompt, caches, 0)
+            t0 = time.perf_counter()
+            for i in range(steps):
+                local(torch.tensor([[65]]), caches, prompt.shape[1] + i)
+            gap = (time.perf_counter() - t0) / steps / (2 * len(model.blocks))
+        buf, ts = torch.ones(C), []
+        dist.barrier()
+        for _ in range(spec.get("reps", 200)):
+            end = time.perf_counter() + gap
+            while time.perf_counter() < end:  # compute stand-in: the core stays busy, as in a decode step
+                pass
+            t0 = time.perf_counter()
+            dist.all_reduce(buf)
+            ts.append(time.perf_counter() - t0)
+        gapped = float(np.mean(ts))
+        # 2. logits of the prompt (prefill) for the comparison with one process
         logits = tp(prompt)[0].numpy()
         # 3. greedy decode with a KV cache, timed; the time inside all_reduce is the communication
         caches = tp.new_caches()
         z = tp(prompt, caches, 0)[0, -1]
         ids, n_new = list(spec["prompt"]), spec["n_new"]
         dist.barrier()
-        tp.comm_s, tp.n_comm = 0.0, 0
+        tp.comm_s, tp.n_comm, tp.trace = 0.0, 0, []
         t0 = time.perf_counter()
         for i in range(n_new):
             nxt = int(z.argmax())
             ids.append(nxt)
             z = tp(torch.tensor([[nxt]]), caches, len(ids) - 1)[0, -1]
         wall = time.perf_counter() - t0
-        stats = torch.tensor([wall, tp.comm_s, float(tp.n_comm)], dtype=torch.float64)
+        # Split each all-reduce into waiting for the last rank to arrive and the exchange after it. The ranks'
+        # clocks are one clock only on one machine (perf_counter is the system's monotonic clock there).
+        trace = torch.tensor(tp.trace, dtype=torch.float64)
+        every = [torch.zeros_like(trace) for _ in range(world)]
+        dist.all_gather(every, trace)
+        last_in = torch.stack([t[:, 0] for t in every]).max(0).values
+        wait = float((last_in - trace[:, 0]).clamp(min=0).sum())
+        exchange = float((trace[:, 1] - last_in).clamp(min=0).sum())
+        stats = torch.tensor([wall, tp.comm_s, float(tp.n_comm), wait, exchange], dtype=torch.float64)
         dist.all_reduce(stats)
         stats /= world
         out = {"world": world, "rank0_logits": logits, "ids": ids, "n_new": n_new,
                "seconds": float(stats[0]), "comm_s": float(stats[1]), "allreduces": int(round(float(stats[2]))),
-               "allreduce_s": {int(k): v for k, v in ar.items()}, "threads": threads}
+               "comm_wait_s": float(stats[3]), "comm_exchange_s": float(stats[4]),
+               "allreduce_s": {int(k): v for k, v in ar.items()},
+               "allreduce_mean_s": {int(k): v for k, v in ar_mean.items()},
+               "allreduce_gapped_s": gapped, "gap_s": gap, "threads": threads}
         if rank == 0 and out_path:
             torch.save(out, out_path)
     finally:

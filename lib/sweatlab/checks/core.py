@@ -221,10 +221,11 @@ class Runner(Protocol):
     def timed_call(self, func: str, args: list, kwargs: dict, reference: bool = False,
                    digest: int | None = None) -> tuple[Any, float]: ...
 
-    def timed_decode(self, args: list) -> float:
+    def timed_decode(self, args: list, digest_shape: tuple[int, ...] | None = None) -> float:
         """The seconds a request that only decodes ``args`` takes where the reference runs: the cost
         of sending the request and making its inputs (a :class:`RandomArray` is generated there),
-        which :meth:`Tester.speed_ratio` takes off each timed call."""
+        and of reducing a result of ``digest_shape`` to its :class:`Digest`, which
+        :meth:`Tester.speed_ratio` takes off each timed call."""
         ...
 
 
@@ -270,8 +271,8 @@ class InProcessRunner:
         except EncodeError as exc:
             raise LearnerError(func, "a result that cannot be checked", str(exc)) from None
 
-    def timed_decode(self, args: list) -> float:
-        """Nothing to take off here: :meth:`timed_call` times the call alone, after decoding."""
+    def timed_decode(self, args: list, digest_shape: tuple[int, ...] | None = None) -> float:
+        """Nothing to take off here: :meth:`timed_call` times the call alone, after decoding, before the digest."""
         return 0.0
 
 
@@ -358,14 +359,16 @@ class Tester:
         trusted process, around each request it sends, with the reference taken from the pristine
         lab. ``fast_args`` go to ``fast`` only, after the inputs (a tile size, say).
 
-        What a request costs apart from the kernel (sending it, generating its random inputs) is
-        measured each round where the reference runs (:meth:`Runner.timed_decode`) and its best is
+        What a request costs apart from the kernel (sending it, generating its random inputs, reducing
+        the result to its digest) is measured each round where the reference runs
+        (:meth:`Runner.timed_decode`, given the shape of the reference's result) and its best is
         taken off both best times, so that inputs of a hundred megabytes, which take as long to
         generate as a kernel takes to run, do not shrink the ratio. It is measured on the trusted
         side only: the learner's process could make its own decoding look slow.
         """
         best = {True: float("inf"), False: float("inf")}
         overhead = float("inf")
+        digest_shape = None  # the shape of the reference's result, from the warm-up round
         for round_ in range(rounds + 1):
             inputs = tuple(make_inputs(self.rng(10_000 + round_)))
             encoded = encode(list(inputs))
@@ -378,10 +381,13 @@ class Tester:
                 value, took = self.runner.timed_call(func, encoded if is_reference else with_extra, {},
                                                      reference=is_reference, digest=digest)
                 label = "the lab's reference " + func if is_reference else func
-                check(decode(value), plain, f"{label} in timed round {round_}" if round_ else f"{label} (warm-up)")
+                got = decode(value)
+                if is_reference and isinstance(got, Digest):
+                    digest_shape = got.shape
+                check(got, plain, f"{label} in timed round {round_}" if round_ else f"{label} (warm-up)")
                 seconds[is_reference] = took
             if round_:  # round 0 warms up (compiles) and is not timed
-                overhead = min(overhead, self.runner.timed_decode(encoded))
+                overhead = min(overhead, self.runner.timed_decode(encoded, digest_shape))
                 for side, took in seconds.items():
                     best[side] = min(best[side], took)
         kernel = {side: max(took - overhead, 1e-6) for side, took in best.items()}

@@ -26,6 +26,9 @@ import traceback
 OUTPUT_CAP = 20_000  # characters of a cell's printed output kept (the tail is what matters)
 
 
+_LIKE: dict = {}  # an array per result shape, made once: the "decode" op times the digest, not the allocation
+
+
 class TimeLimit(BaseException):
     """Raised by the alarm inside learner code that runs past its limit (BaseException: `except Exception` cannot swallow it)."""
 
@@ -180,6 +183,14 @@ def main(in_fd: int, out_fd: int) -> None:
                 answer(nonce, {"ok": True, "value": encode(value)})
             elif op == "decode":  # what a request costs apart from the kernel: timed by the grader
                 decode(request["args"])
+                shape = request.get("digest_shape")
+                if shape is not None:  # and reducing a result of that shape to its digest, as a timed call does
+                    like = _LIKE.get(tuple(shape))
+                    if like is None:
+                        import numpy as np
+
+                        like = _LIKE.setdefault(tuple(shape), np.ones(tuple(int(d) for d in shape), np.float32))
+                    Digest.of(like, 1)
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 answer(nonce, {"ok": True, "value": None})
             else:

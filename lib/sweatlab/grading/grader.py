@@ -319,9 +319,13 @@ class RemoteRunner:
             return self._request(func, body, self.session.limits.call_timeout_s)
         return self._reference_request(func, body)
 
-    def timed_decode(self, args: list) -> float:
-        """A request to the pristine child that only decodes ``args``, timed from here."""
-        return self._reference_request("input decoding", {"op": "decode", "args": args})[1]
+    def timed_decode(self, args: list, digest_shape: tuple[int, ...] | None = None) -> float:
+        """A request to the pristine child that only decodes ``args`` (and digests an array of
+        ``digest_shape``, as a timed call does with its result), timed from here."""
+        body = {"op": "decode", "args": args}
+        if digest_shape is not None:
+            body["digest_shape"] = [int(d) for d in digest_shape]
+        return self._reference_request("input decoding", body)[1]
 
     def _reference_request(self, what: str, body: dict) -> tuple[Any, float]:
         s = self.session
