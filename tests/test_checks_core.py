@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -155,3 +156,38 @@ def test_speed_ratio_takes_the_cost_of_making_inputs_off_both_sides():
 
     make = lambda rng: (core.RandomArray.fresh(rng, (4, 4), "float32"),)  # noqa: E731
     assert tester.speed_ratio("fast", "slow", make, check, rounds=2, fast_args=(7,)) == pytest.approx(4.0)
+
+
+class _BusyCoreRunner(InProcessRunner):
+    """The two-thread "fast" side runs no faster than one thread until round 30: its second core was taken."""
+
+    def __init__(self, namespace, free_from_call=60):
+        super().__init__(namespace)
+        self.calls, self.free_from_call = 0, free_from_call
+
+    def timed_call(self, func, args, kwargs, reference=False, digest=None):
+        value, _ = super().timed_call(func, args, kwargs, reference, digest)
+        self.calls += 1
+        if func == "fast" and self.calls >= self.free_from_call:
+            return value, 0.010
+        return value, 0.020
+
+    def timed_decode(self, args, digest_shape=None):
+        return 0.0
+
+
+def test_more_rounds_find_the_free_core_and_cannot_speed_up_an_equal_kernel():
+    double = lambda x, *extra: 2 * x  # noqa: E731
+
+    def check(got, inputs, what):
+        Tester.expect_close(got, 2 * inputs[0], what=what)
+
+    make = lambda rng: (core.RandomArray.fresh(rng, (4, 4), "float32"),)  # noqa: E731
+    plain = Tester(_BusyCoreRunner({"fast": double, "slow": double}), "speed")
+    assert plain.speed_ratio("fast", "slow", make, check, rounds=15) == pytest.approx(1.0)
+    patient = Tester(_BusyCoreRunner({"fast": double, "slow": double}), "speed")
+    assert patient.speed_ratio("fast", "slow", make, check, rounds=15, more_until=1.25, more_s=5.0) == pytest.approx(2.0)
+    never = Tester(_BusyCoreRunner({"fast": double, "slow": double}, free_from_call=10 ** 9), "speed")
+    started = time.monotonic()
+    assert never.speed_ratio("fast", "slow", make, check, rounds=15, more_until=1.25, more_s=0.3) == pytest.approx(1.0)
+    assert time.monotonic() - started < 5.0, "the extra rounds stop at their deadline"

@@ -207,3 +207,45 @@ def test_the_opening_cell_states_compute_time_measured_and_work_time_estimated(l
     work = [m for m in re.finditer(_MINUTES_OR_HOURS, text, re.IGNORECASE)
             if re.search(r"\bestimated\b", text[max(m.start() - 120, 0):m.end() + 120], re.IGNORECASE)]
     assert work, f"{name}: the opening cell gives the work time, estimated (e.g. 'about 80 minutes, estimated')"
+
+
+# ---------------------------------------------------------------------------------------------
+# The README's course map: one row per lab, with a real thumbnail from the solution's run
+# ---------------------------------------------------------------------------------------------
+
+def _course_map_rows() -> dict[str, list[str]]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Course map", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and re.fullmatch(r"\d\d", cells[0]):
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_the_course_map_has_a_row_with_a_thumbnail(lab):
+    name, _ = lab
+    row = _course_map_rows().get(name[:2])
+    assert row, f"README's course map has no row for lab {name[:2]}: add one (see the other rows)"
+    assert len(row) == 6, f"the course map's row {name[:2]} has {len(row)} columns, not 6: {row}"
+    _, title, builds, time, needs, plot = row
+    assert title and builds and needs, row
+    assert "(est.)" in time and "compute" in time, f"row {name[:2]}: estimated work time and measured compute time"
+    found = re.fullmatch(r'<img src="(slides/img/(\d\d)_[a-z0-9_]+\.png)" width="\d+" alt="([^"]+)">', plot)
+    assert found, f"row {name[:2]}: the key plot should be <img src=\"slides/img/{name[:2]}_....png\" width=... alt=...>"
+    path, number, alt = found.groups()
+    assert number == name[:2], f"row {name[:2]} shows another lab's plot: {path}"
+    assert (REPO / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    solution = (REPO / "solutions" / f"{name}.py").read_text(encoding="utf-8")
+    key = path.rsplit("/", 1)[1][3:-4]  # slides/img/NN_key.png -> key
+    assert f'"{key}"' in solution and "SWEAT_SLIDES_IMG" in solution, (
+        f"{path} should be saved by the solution's own run (its SWEAT_SLIDES_IMG cell names {key!r})")
+    assert alt.startswith(f"Lab {name[:2]}:"), alt
+
+
+def test_the_quick_start_stays_at_two_commands():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line.strip() and not line.strip().startswith("#")]
+    assert [c.split()[:2] for c in commands] == [["make", "lab"], ["make", "test"]], commands

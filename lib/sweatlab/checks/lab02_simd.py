@@ -279,6 +279,10 @@ MICRO_N = 512  # lab 01's tiled kernel (tile 64) 8 ms, the micro-kernel 3.4 ms o
 MICRO_MIN_RATIO = 1.4
 PARALLEL_N = 768
 PARALLEL_MIN_RATIO = 1.25
+# On a shared machine (a VM's second core taken by the hypervisor, another program), the two-thread kernel
+# may find no free second core in 15 rounds; it gets up to this many seconds of further rounds to find one.
+# A one-thread kernel gains nothing from them: its ratio to the one-thread reference stays near 1.
+PARALLEL_MORE_S = 10.0
 
 
 def _square_inputs(n: int):
@@ -315,7 +319,8 @@ _register_matmul("parallel", "matmul_micro_parallel")
 @public_test(LAB, "parallel", points=2, name="faster than one thread")
 def parallel_speed(t: Tester):
     ratio = t.speed_ratio("matmul_micro_parallel", "matmul_micro_1t", _square_inputs(PARALLEL_N),
-                          _square_check(PARALLEL_N), rounds=SPEED_ROUNDS)
+                          _square_check(PARALLEL_N), rounds=SPEED_ROUNDS, more_until=PARALLEL_MIN_RATIO,
+                          more_s=PARALLEL_MORE_S)
     t.expect(ratio >= PARALLEL_MIN_RATIO,
              what=f"matmul_micro_parallel should run at least {PARALLEL_MIN_RATIO:g}x faster than the one-thread "
                   f"micro-kernel matmul_micro_1t at n = {PARALLEL_N}; measured {ratio:.2f}x",
