@@ -105,3 +105,30 @@ def lab_namespace(nb, name: str = "__main__") -> dict:
             if cell.cell_type == "code" and cell.metadata.get("sweat", {}).get("role") in ("setup", "answer"):
                 exec(compile(cell.source, f"<cell {cell.id}>", "exec"), namespace)
         return namespace
+
+
+# ---------------------------------------------------------------------------------------------
+# One lab's solution, run once per test module: tests/test_labNN.py sets SOURCE (its
+# solutions/NN_topic.py) and, where the lab's code needs a module name of its own, NAMESPACE.
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def solution(request):
+    """The lab's solution notebook, read from the test module's ``SOURCE``."""
+    from sweatlab import course as C
+
+    return C.load_source(request.module.SOURCE)
+
+
+@pytest.fixture(scope="module")
+def solved(solution, request) -> dict:
+    """The solution's setup and answer cells run: the namespace the checks call into."""
+    return lab_namespace(solution, getattr(request.module, "NAMESPACE", "__main__"))
+
+
+@pytest.fixture(scope="module")
+def blank(solution, request) -> dict:
+    """The blank lab's setup and answer cells run: every exercise still a stub."""
+    from sweatlab import course as C
+
+    return lab_namespace(C.make_lab(solution), getattr(request.module, "NAMESPACE", "__main__"))

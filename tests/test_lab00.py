@@ -11,29 +11,14 @@ import time
 
 import pytest
 
-from sweatlab import course as C
 from sweatlab.checks import LabChecks
 
-from conftest import REPO, lab_namespace
+from conftest import REPO
 
 LAB = "00_measure"
 SOURCE = REPO / "solutions" / f"{LAB}.py"
+NAMESPACE = "__lab00_test__"  # the module name the lab's code runs under
 EXERCISES = ["time_it", "matmul_flops", "gflops", "kernel_cost", "attainable_gflops", "bound_by", "predict_seconds"]
-
-
-@pytest.fixture(scope="module")
-def solution_nb():
-    return C.load_source(SOURCE)
-
-
-@pytest.fixture(scope="module")
-def solved(solution_nb, tmp_path_factory):
-    return lab_namespace(solution_nb, "__lab00_test__")
-
-
-@pytest.fixture(scope="module")
-def blank(solution_nb):
-    return lab_namespace(C.make_lab(solution_nb), "__lab00_test__")
 
 
 def _results(exercise, namespace):

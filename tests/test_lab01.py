@@ -15,25 +15,10 @@ from sweatlab import course as C
 from sweatlab.checks import LabChecks
 from sweatlab.checks.lab01_matmul import gamma
 
-from conftest import REPO, lab_namespace
+from conftest import REPO
 
 LAB = "01_matmul"
 SOURCE = REPO / "solutions" / f"{LAB}.py"
-
-
-@pytest.fixture(scope="module")
-def solution():
-    return C.load_source(SOURCE)
-
-
-@pytest.fixture(scope="module")
-def solved(solution):
-    return lab_namespace(solution)
-
-
-@pytest.fixture(scope="module")
-def blank(solution):
-    return lab_namespace(C.make_lab(solution))
 
 
 def _results(exercise: str, namespace: dict):

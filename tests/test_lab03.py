@@ -20,20 +20,10 @@ from sweatlab import course as C
 from sweatlab import quant, serve
 from sweatlab.checks import LabChecks
 
-from conftest import REPO, lab_namespace
+from conftest import REPO
 
 LAB = "03_quantize"
 SOURCE = REPO / "solutions" / f"{LAB}.py"
-
-
-@pytest.fixture(scope="module")
-def solution():
-    return C.load_source(SOURCE)
-
-
-@pytest.fixture(scope="module")
-def solved(solution):
-    return lab_namespace(solution)
 
 
 def _results(exercise: str, namespace: dict):

@@ -9,25 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sweatlab import course as C
 from sweatlab import frugal
 from sweatlab.checks import LabChecks
 
-from conftest import REPO, lab_namespace
+from conftest import REPO
 
 LAB = "04_less"
 SOURCE = REPO / "solutions" / f"{LAB}.py"
+NAMESPACE = "__lab04_test__"  # the module name the lab's code runs under
 EXERCISES = ["early_stop", "entropy", "exit_costs", "exit_rule", "cascade"]
-
-
-@pytest.fixture(scope="module")
-def solution_nb():
-    return C.load_source(SOURCE)
-
-
-@pytest.fixture(scope="module")
-def solved(solution_nb):
-    return lab_namespace(solution_nb, "__lab04_test__")
 
 
 def _results(exercise, namespace):

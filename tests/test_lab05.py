@@ -10,20 +10,15 @@ import math
 
 import pytest
 
-from sweatlab import course as C
 from sweatlab.checks import LabChecks
 
-from conftest import REPO, lab_namespace
+from conftest import REPO
 
 LAB = "05_perf_per_watt"
 SOURCE = REPO / "solutions" / f"{LAB}.py"
+NAMESPACE = "__lab05_test__"  # the module name the lab's code runs under
 EXERCISES = ["bytes_per_token", "tokens_per_joule", "step_model", "compute_bound_batch", "choose_device",
              "compute_optimal"]
-
-
-@pytest.fixture(scope="module")
-def solved():
-    return lab_namespace(C.load_source(SOURCE), "__lab05_test__")
 
 
 def _failures(exercise, namespace) -> list[str]:

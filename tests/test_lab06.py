@@ -11,19 +11,13 @@ import math
 import numpy as np
 import pytest
 
-from sweatlab import course as C
 from sweatlab import tinylm
 from sweatlab.checks import LabChecks
 
-from conftest import REPO, lab_namespace
+from conftest import REPO
 
 LAB = "06_tiny_lm"
 SOURCE = REPO / "solutions" / f"{LAB}.py"
-
-
-@pytest.fixture(scope="module")
-def solved():
-    return lab_namespace(C.load_source(SOURCE))
 
 
 def _failures(exercise: str, namespace: dict) -> list[str]:
