@@ -79,3 +79,32 @@ def test_make_slides_builds_every_deck_of_a_course(tmp_path):
     shutil.copytree(FIXTURES / "slides", root / "slides")
     assert main(["--root", str(root), "slides"]) == 0
     assert (root / "slides" / "build" / "00_fixture.html").stat().st_size > 5000
+
+
+def test_every_slide_of_the_course_fits_a_720p_projector(tmp_path):
+    """No slide's content runs past the bottom of a 1280 x 720 screen (a legend cut off is a plot unread)."""
+    decks = sorted((REPO / "slides").glob("[0-9][0-9]_*.md"))
+    assert decks
+    built = [slides.build_deck(d, tmp_path / f"{d.stem}.html") for d in decks]
+    overflowing = []
+    with browser_page(offline=True) as (page, errors):
+        for html in built:
+            page.goto(html.as_uri())
+            total = int(page.locator("#counter").inner_text().split("/")[1])
+            for i in range(1, total + 1):
+                page.goto(f"{html.as_uri()}#{i}")
+                page.reload()
+                page.locator("section.slide.active").wait_for(state="visible", timeout=10_000)
+                page.wait_for_function("() => Array.from(document.images).every(im => im.complete)")
+                bottom = page.evaluate("""() => {
+                    let lowest = 0;
+                    for (const e of document.querySelectorAll('section.slide.active *')) {
+                        if (e.closest('.notes')) continue;
+                        const r = e.getBoundingClientRect();
+                        if (r.height > 0) lowest = Math.max(lowest, r.bottom);
+                    }
+                    return lowest; }""")
+                if bottom > 712:  # the band of the progress bar at the foot of the screen
+                    overflowing.append(f"{html.stem} slide {i}: content ends at {bottom:.0f} px")
+    assert not overflowing, "slides that do not fit 1280 x 720 (shorten the text or the image): " + "; ".join(overflowing)
+    assert errors == []
