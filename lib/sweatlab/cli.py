@@ -399,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600, help="seconds per submission (default 600)")
     p.add_argument("--cell-timeout", type=float, default=60, help="seconds per cell (default 60)")
     p.add_argument("--memory", type=int, default=2048, help="MB of memory per submission (default 2048)")
-    p.add_argument("-j", "--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    p.add_argument("-j", "--jobs", type=int, default=1,
+                   help="submissions graded at once, each on cores of its own (as many as its lab asks threads for; default 1)")
     p.add_argument("--disk", type=int, default=512, help="MB of files a submission may write (default 512)")
     p.add_argument("--out", default="grading-out", help="output folder (default grading-out); each result is "
                                                        "saved in OUT/graded/ as soon as it is graded")
