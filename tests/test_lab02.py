@@ -134,37 +134,7 @@ def test_isa_switch_rejects_wrong_values(solved, wrong, failing_test):
 
 def _driver(micro_py):
     """lab 02's serial driver around a (wrong) micro-kernel given as plain Python."""
-    micro = njit(fastmath=True, error_model="numpy")(micro_py)
-    pack_a, pack_bt = gemm.pack_a, gemm.pack_bt
-    MR, NR, KC, NC = gemm.MR, gemm.NR, gemm.KC, gemm.NC
-
-    @njit(fastmath=True, error_model="numpy")
-    def matmul(A, B):
-        m, k = A.shape
-        n = B.shape[1]
-        C = np.zeros((m, n), dtype=np.float32)
-        edge = np.zeros((MR, NR), dtype=np.float32)
-        Ap = np.empty(((m + MR - 1) // MR * MR, max(1, min(KC, k))), dtype=np.float32)
-        Bp = np.empty((max(NR, min(NC, (n + NR - 1) // NR * NR)), max(1, min(KC, k))), dtype=np.float32)
-        for k0 in range(0, k, KC):
-            kc = min(KC, k - k0)
-            pack_a(A, k0, kc, Ap)
-            for j0 in range(0, n, NC):
-                nc = min(NC, n - j0)
-                pack_bt(B, k0, kc, j0, nc, Bp)
-                for i in range(0, m, MR):
-                    for j in range(0, nc, NR):
-                        if i + MR <= m and j + NR <= nc:
-                            micro(Ap, Bp, i, j, kc, C[i:i + MR, j0 + j:j0 + j + NR])
-                        else:
-                            edge[:] = 0.0
-                            micro(Ap, Bp, i, j, kc, edge)
-                            for r in range(min(MR, m - i)):
-                                for c in range(min(NR, nc - j)):
-                                    C[i + r, j0 + j + c] += edge[r, c]
-        return C
-
-    return matmul
+    return gemm.matmul_driver(njit(fastmath=True, error_model="numpy")(micro_py))
 
 
 def micro_overwrites(Ap, Bp, i, j, kc, Cblk):

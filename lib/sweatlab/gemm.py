@@ -10,6 +10,7 @@ The route from lab 01's tiled loop (10-25% of BLAS) to near BLAS, as plain numba
     reference_micro_6x4(Ap, Bp, i, j, kc, Cblk)    the micro-kernel: 24 dot products in 24 accumulators
     reference_matmul_micro(A, B)            the packed GEMM around it, one thread
     reference_matmul_micro_parallel(A, B)   the same with prange over row blocks of C (packing stays serial)
+    matmul_driver(micro, parallel=False)    that packed GEMM around any compiled micro-kernel
     StandIns                                the library's reference for a lab function not written yet, with a note
     match_vector_width(machine)             ask numba for vectors as wide as the FMA units (before its first compile)
     codegen_features()                      the CPU features numba's code generator uses in this process
@@ -42,7 +43,7 @@ import numpy as np
 __all__ = [
     "MR", "NR", "KC", "NC", "JIT_OPTIONS", "FAST_OPTIONS",
     "reference_scores_strict", "reference_scores_fast", "pack_a", "pack_bt", "reference_micro_6x4",
-    "reference_matmul_micro", "reference_matmul_micro_parallel", "reference_matmul_tiled",
+    "reference_matmul_micro", "reference_matmul_micro_parallel", "reference_matmul_tiled", "matmul_driver",
     "StandIn", "STAND_INS", "StandIns", "codegen_features", "match_vector_width",
 ]
 
@@ -193,8 +194,8 @@ def __getattr__(name: str) -> Any:
         "pack_a": lambda: _jit(name, _pack_a, **FAST_OPTIONS),
         "pack_bt": lambda: _jit(name, _pack_bt, **FAST_OPTIONS),
         "reference_micro_6x4": lambda: _jit(name, _micro_6x4, **FAST_OPTIONS),
-        "reference_matmul_micro": _build_serial,
-        "reference_matmul_micro_parallel": _build_parallel,
+        "reference_matmul_micro": lambda: _build_driver(name, parallel=False),
+        "reference_matmul_micro_parallel": lambda: _build_driver(name, parallel=True),
         "reference_matmul_tiled": lambda: __import__("sweatlab.ladder", fromlist=["x"]).reference_matmul_tiled,
     }
     if name in builders:
@@ -206,82 +207,52 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-def _build_serial() -> Any:
-    if "reference_matmul_micro" not in _KERNELS:
-        from numba import njit
+def matmul_driver(micro: Any, parallel: bool = False) -> Any:
+    """The packed GEMM around a compiled 6 x 4 micro-kernel ``micro(Ap, Bp, i, j, kc, Cblk)``, which adds
+    a block of A @ B into Cblk: A and B^T packed in cache blocks, each 6 x 4 block of C from the
+    micro-kernel, a block that sticks out of C computed in an edge buffer first. With ``parallel``,
+    the row blocks of C are shared out among numba's threads (``prange``; without it, a plain loop):
+    no two threads write the same row, and the packing stays on one thread, the serial part
+    Amdahl's law is about. The library's kernels are this driver around its own micro-kernel; the
+    tests wrap wrong micro-kernels in it."""
+    from numba import njit, prange
 
-        pack_a, pack_bt, micro = (getattr(sys.modules[__name__], n) for n in ("pack_a", "pack_bt",
-                                                                              "reference_micro_6x4"))
+    pack_a, pack_bt = (getattr(sys.modules[__name__], n) for n in ("pack_a", "pack_bt"))
 
-        @njit(**FAST_OPTIONS)
-        def reference_matmul_micro(A, B):
-            """C = A @ B (float32): A and B^T packed in blocks, 6 x 4 blocks of C from the dot-form micro-kernel."""
-            M, K = A.shape
-            N = B.shape[1]
-            C = np.zeros((M, N), dtype=np.float32)
-            edge = np.zeros((MR, NR), dtype=np.float32)  # a block that sticks out of C is computed here first
-            Ap = np.empty(((M + MR - 1) // MR * MR, max(1, min(KC, K))), dtype=np.float32)
-            Bp = np.empty((max(NR, min(NC, (N + NR - 1) // NR * NR)), max(1, min(KC, K))), dtype=np.float32)
-            for k0 in range(0, K, KC):
-                kc = min(KC, K - k0)
-                pack_a(A, k0, kc, Ap)
-                for j0 in range(0, N, NC):
-                    nc = min(NC, N - j0)
-                    pack_bt(B, k0, kc, j0, nc, Bp)
-                    for i in range(0, M, MR):
-                        for j in range(0, nc, NR):
-                            if i + MR <= M and j + NR <= nc:
-                                micro(Ap, Bp, i, j, kc, C[i:i + MR, j0 + j:j0 + j + NR])
-                            else:
-                                edge[:] = 0.0
-                                micro(Ap, Bp, i, j, kc, edge)
-                                for r in range(min(MR, M - i)):
-                                    for c in range(min(NR, nc - j)):
-                                        C[i + r, j0 + j + c] += edge[r, c]
-            return C
+    @njit(parallel=parallel, **FAST_OPTIONS)
+    def matmul(A, B):
+        M, K = A.shape
+        N = B.shape[1]
+        C = np.zeros((M, N), dtype=np.float32)
+        Ap = np.empty(((M + MR - 1) // MR * MR, max(1, min(KC, K))), dtype=np.float32)
+        Bp = np.empty((max(NR, min(NC, (N + NR - 1) // NR * NR)), max(1, min(KC, K))), dtype=np.float32)
+        for k0 in range(0, K, KC):
+            kc = min(KC, K - k0)
+            pack_a(A, k0, kc, Ap)
+            for j0 in range(0, N, NC):
+                nc = min(NC, N - j0)
+                pack_bt(B, k0, kc, j0, nc, Bp)
+                for ib in prange((M + MR - 1) // MR):  # whole row blocks per thread: no shared writes
+                    i = ib * MR
+                    edge = np.zeros((MR, NR), dtype=np.float32)  # one per row block: never shared
+                    for j in range(0, nc, NR):
+                        if i + MR <= M and j + NR <= nc:
+                            micro(Ap, Bp, i, j, kc, C[i:i + MR, j0 + j:j0 + j + NR])
+                        else:
+                            edge[:] = 0.0
+                            micro(Ap, Bp, i, j, kc, edge)
+                            for r in range(min(MR, M - i)):
+                                for c in range(min(NR, nc - j)):
+                                    C[i + r, j0 + j + c] += edge[r, c]
+        return C
 
-        _KERNELS["reference_matmul_micro"] = reference_matmul_micro
-    return _KERNELS["reference_matmul_micro"]
+    return matmul
 
 
-def _build_parallel() -> Any:
-    if "reference_matmul_micro_parallel" not in _KERNELS:
-        from numba import njit, prange
-
-        pack_a, pack_bt, micro = (getattr(sys.modules[__name__], n) for n in ("pack_a", "pack_bt",
-                                                                              "reference_micro_6x4"))
-
-        @njit(parallel=True, **FAST_OPTIONS)
-        def reference_matmul_micro_parallel(A, B):
-            """reference_matmul_micro with the row blocks of C shared out among numba's threads (prange);
-            the packing stays on one thread: the serial part Amdahl's law is about."""
-            M, K = A.shape
-            N = B.shape[1]
-            C = np.zeros((M, N), dtype=np.float32)
-            Ap = np.empty(((M + MR - 1) // MR * MR, max(1, min(KC, K))), dtype=np.float32)
-            Bp = np.empty((max(NR, min(NC, (N + NR - 1) // NR * NR)), max(1, min(KC, K))), dtype=np.float32)
-            for k0 in range(0, K, KC):
-                kc = min(KC, K - k0)
-                pack_a(A, k0, kc, Ap)
-                for j0 in range(0, N, NC):
-                    nc = min(NC, N - j0)
-                    pack_bt(B, k0, kc, j0, nc, Bp)
-                    for ib in prange((M + MR - 1) // MR):  # each thread takes whole row blocks: no shared writes
-                        i = ib * MR
-                        edge = np.zeros((MR, NR), dtype=np.float32)  # one per row block: never shared
-                        for j in range(0, nc, NR):
-                            if i + MR <= M and j + NR <= nc:
-                                micro(Ap, Bp, i, j, kc, C[i:i + MR, j0 + j:j0 + j + NR])
-                            else:
-                                edge[:] = 0.0
-                                micro(Ap, Bp, i, j, kc, edge)
-                                for r in range(min(MR, M - i)):
-                                    for c in range(min(NR, nc - j)):
-                                        C[i + r, j0 + j + c] += edge[r, c]
-            return C
-
-        _KERNELS["reference_matmul_micro_parallel"] = reference_matmul_micro_parallel
-    return _KERNELS["reference_matmul_micro_parallel"]
+def _build_driver(name: str, parallel: bool) -> Any:
+    if name not in _KERNELS:
+        _KERNELS[name] = matmul_driver(getattr(sys.modules[__name__], "reference_micro_6x4"), parallel)
+    return _KERNELS[name]
 
 
 # ## Which vector width numba generates
