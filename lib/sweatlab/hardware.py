@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 __all__ = [
     "MachineInfo",
@@ -384,22 +384,17 @@ def _numpy_blas(reasons: dict[str, str]) -> tuple[str | None, int | None]:
     return None, None
 
 
-def _onednn_isa() -> str | None:
-    """The ISA line oneDNN prints when verbose (e.g. 'Intel AVX2'), captured from fd 1."""
+def capture_fd1(fn: Callable[[], Any]) -> str:
+    """What C code wrote to file descriptor 1 while ``fn`` ran (oneDNN's verbose lines, say)."""
     import tempfile
 
-    import torch
-
-    if not torch.backends.mkldnn.is_available():
-        return None
     sys.stdout.flush()
     saved = os.dup(1)
     try:
         with tempfile.TemporaryFile() as tmp:
             os.dup2(tmp.fileno(), 1)
             try:
-                with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
-                    torch.zeros(8, 8).to_mkldnn()  # the smallest oneDNN call: one reorder
+                fn()
                 try:
                     import ctypes
 
@@ -409,9 +404,23 @@ def _onednn_isa() -> str | None:
             finally:
                 os.dup2(saved, 1)
             tmp.seek(0)
-            text = tmp.read().decode(errors="replace")
+            return tmp.read().decode(errors="replace")
     finally:
         os.close(saved)
+
+
+def _onednn_isa() -> str | None:
+    """The ISA line oneDNN prints when verbose (e.g. 'Intel AVX2'), captured from fd 1."""
+    import torch
+
+    if not torch.backends.mkldnn.is_available():
+        return None
+
+    def smallest_call() -> None:
+        with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+            torch.zeros(8, 8).to_mkldnn()  # the smallest oneDNN call: one reorder
+
+    text = capture_fd1(smallest_call)
     m = re.search(r"onednn_verbose,[^\n]*?,cpu,isa:([^\n]+)", text) or re.search(r"dnnl_verbose,info,cpu,isa:([^\n]+)", text)
     return m.group(1).strip() if m else None
 

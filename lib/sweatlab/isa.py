@@ -495,31 +495,6 @@ def _measure(ops: dict[str, Callable[[], Any]], rounds: int, sample_s: float, en
     return out
 
 
-def _capture_fd1(fn: Callable[[], Any]) -> str:
-    """What C code wrote to file descriptor 1 while ``fn`` ran (oneDNN's verbose lines)."""
-    import tempfile
-
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with tempfile.TemporaryFile() as tmp:
-            os.dup2(tmp.fileno(), 1)
-            try:
-                fn()
-                try:
-                    import ctypes
-
-                    ctypes.CDLL(None).fflush(None)
-                except Exception:
-                    pass
-            finally:
-                os.dup2(saved, 1)
-            tmp.seek(0)
-            return tmp.read().decode(errors="replace")
-    finally:
-        os.close(saved)
-
-
 def _job_numpy_ops(spec: dict) -> dict:
     import numpy as np
 
@@ -585,6 +560,8 @@ def _job_torch_ops(spec: dict) -> dict:
         except Exception as exc:  # an engine this torch build lacks
             notes.append(f"linear int8 not measured: {type(exc).__name__}: {exc}"[:200])
     ops = {k: every[k] for k in wanted if k in every}
+    from .hardware import capture_fd1
+
     kernels: dict[str, list[str]] = {}
     isa_line = None
     mk = getattr(torch.backends, "mkldnn", None)
@@ -595,7 +572,7 @@ def _job_torch_ops(spec: dict) -> dict:
                     def once(fn=ops[name]):
                         with mk.verbose(mk.VERBOSE_ON):
                             fn()
-                    log = _capture_fd1(once)
+                    log = capture_fd1(once)
                     isa_line = isa_line or onednn_isa_line(log)
                     kernels[name] = sorted(set(onednn_kernels(log)))
         timings = _measure(ops, int(spec.get("rounds", 5)), float(spec.get("sample_s", 0.01)), spec.get("energy"),
