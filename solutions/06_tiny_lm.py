@@ -708,13 +708,13 @@ for label, (cfg, comp) in SIZES.items():
 #
 # **Which latency?** The printout gives three figures for the same small all-reduce. The median of back-to-back
 # calls is what a microbenchmark quotes, and it predicts the decode's communication badly: a token's cost is a
-# *sum* of all-reduces, and a sum is predicted by their *mean*, slow ones included. Back-to-back calls also keep
-# each rank's threads awake; in decoding, each rank computes between calls, and gloo's thread that moves the
-# bytes has gone to sleep by the time the next call needs it. So the cost model takes the mean measured with
-# each rank computing between calls, as decoding does. What remains between model and measurement is mostly the
-# wait for the other rank (printed separately: ranks rarely finish a step's compute at the same moment), plus the
-# noise of other programs on a 2-core machine. On a machine of its own per rank, with a network in between,
-# measure the constants the same way: a microbenchmark's median will flatter the network.
+# *sum* of all-reduces, and a sum is predicted by their *mean*, slow ones included. Back-to-back calls also find
+# every thread of both ranks running; in decoding, each rank computes between calls, and the threads that move
+# the bytes may have been put to sleep or descheduled by then. So the cost model takes the mean measured with
+# each rank computing between calls, as decoding does. The printout splits the measured time into the wait for
+# the other rank to arrive (ranks rarely finish a step's compute at the same moment) and the exchange after it;
+# on a 2-core machine other programs add noise to both. On a machine of its own per rank, with a network in
+# between, measure the constants the same way: a microbenchmark's median is likely to flatter the network.
 #
 # **Across machines.** The same code runs unchanged on N machines that can reach each other: on each machine
 # run `python -m sweatlab.tinylm tp --rank R --world N --addr ADDRESS_OF_RANK_0 --port 29517` (rank 0 with
