@@ -97,7 +97,7 @@ profile: $(STAMP)
 
 # thin: the logic is lib/sweatlab/wheelhouse.py (standard library only, runs before any install)
 wheelhouse:
-	PYTHONPATH=lib $(PYTHON) -m sweatlab.wheelhouse --dest "$(WHEELHOUSE)" --platforms "$(PLATFORMS)" --python "$(PYTHONS)" --torch-index "$(TORCH_INDEX)" $(foreach d,$(FIND_LINKS),--find-links "$(d)")
+	PYTHONPATH=lib $(PYTHON) -m sweatlab.tools.wheelhouse --dest "$(WHEELHOUSE)" --platforms "$(PLATFORMS)" --python "$(PYTHONS)" --torch-index "$(TORCH_INDEX)" $(foreach d,$(FIND_LINKS),--find-links "$(d)")
 
 clean-venv:
 	rm -rf $(VENV)

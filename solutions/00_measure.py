@@ -43,14 +43,14 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from sweatlab import energy, energy_data, peak, records, roofline
-from sweatlab.checks import LabChecks
-from sweatlab.checks.lab00_measure import reference_cost, reference_seconds, time_it_probe
-from sweatlab.config import pick, quick
-from sweatlab.flops import matmul as matmul_cost
-from sweatlab.hardware import describe
-from sweatlab.roofline import prediction_cases  # check("predict_seconds") measures this machine with it
-from sweatlab.timing import (bench, compare, format_seconds, runnable_elsewhere, thread_settings,
+from sweatlab.measure import energy, energy_data, peak, records, roofline
+from sweatlab.kit.checks import LabChecks
+from sweatlab.labs.lab00_measure.checks import reference_cost, reference_seconds, time_it_probe
+from sweatlab.measure.config import pick, quick
+from sweatlab.measure.flops import matmul as matmul_cost
+from sweatlab.measure.hardware import describe
+from sweatlab.measure.roofline import prediction_cases  # check("predict_seconds") measures this machine with it
+from sweatlab.measure.timing import (bench, compare, format_seconds, runnable_elsewhere, thread_settings,
                              timer_resolution_ns)
 
 check = LabChecks("00_measure")
@@ -179,7 +179,7 @@ print(f"so a call shorter than about {100 * max(timer_overhead_ns, resolution_ns
 # %% [markdown] sweat={"id": "sec-bench"}
 # ## 2. The disciplined version
 #
-# `sweatlab.timing.bench` does what the plots asked for: it calls the function once untimed
+# `sweatlab.measure.timing.bench` does what the plots asked for: it calls the function once untimed
 # (warm-up), batches fast calls so that each timed sample lasts at least 1 ms (far above the clock's
 # cost), repeats until a time budget is spent, switches the garbage collector off while timing (as
 # Python's `timeit` does), and reports the median with the IQR, the min and warnings.
@@ -243,7 +243,7 @@ print(f"[timing] naive one call {format_seconds(naive_s)} | time_it(scale, 21, 1
 #
 # Two ways to answer:
 # - **separately**: time A for a while (its median), then B (its median), divide;
-# - **interleaved** (`sweatlab.timing.compare`): A, B, B, A, A, B... and take the median of the
+# - **interleaved** (`sweatlab.measure.timing.compare`): A, B, B, A, A, B... and take the median of the
 #   per-pair ratios. A slow spell of the machine then hits both sides of a pair.
 #
 # To make the noise visible on any machine, the second half of the experiment starts "bursty
@@ -448,7 +448,7 @@ ax.legend();
 # product. Divide the **work** by the time to get a rate you can compare with what the hardware can
 # do. Two kinds of work matter:
 # - **FLOPs**, floating-point operations. Convention: a multiply-add counts as 2 FLOPs (the usual
-#   one for matrix-product GFLOP/s, and the one `sweatlab.flops` uses; some write-ups count n^3
+#   one for matrix-product GFLOP/s, and the one `sweatlab.measure.flops` uses; some write-ups count n^3
 #   "operations" for an n x n product instead, so check before comparing their numbers with yours).
 # - **bytes moved** to and from memory. Convention: the compulsory traffic, every input read once
 #   and every output written once (as if caches were perfect); real code moves at least this much.
@@ -539,7 +539,7 @@ check("kernel_cost")
 #
 # Two numbers bound every kernel (Williams, Waterman and Patterson, 2009):
 # - **peak compute** P, in GFLOP/s. Two figures, never confused: the **hardware peak**, cores x clock x
-#   SIMD lanes x FMA units x 2 (`sweatlab.peak`, computed from this CPU's instruction set, its inputs and
+#   SIMD lanes x FMA units x 2 (`sweatlab.measure.peak`, computed from this CPU's instruction set, its inputs and
 #   assumptions printed), which no code can beat; and **BLAS's best**, the fastest large float32 matrix
 #   product through numpy's BLAS (`roofline.peak_fp32`), the best this machine does with the best code
 #   anyone wrote for it. The roofline below uses BLAS's best, the ceiling real code meets;
@@ -820,7 +820,7 @@ for work_name, gflop, r in energy_rows:
 # %% [markdown] sweat={"id": "sec-energy-reference"}
 # Where this machine measured nothing, a **shipped measurement** stands in: figures measured once on a
 # machine with an energy counter, shipped with the course as data with their provenance
-# (`sweatlab.energy_data`), and labelled so they are never mistaken for yours. They show what the two
+# (`sweatlab.measure.energy_data`), and labelled so they are never mistaken for yours. They show what the two
 # kernels above would show with a sensor: a compute-bound product does far more work per joule than
 # a memory-bound one, at nearly the same power. The table of energy per operation below it says why.
 

@@ -44,11 +44,11 @@ from numba import njit
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from sweatlab import asm, config, energy, flops, hardware, peak, records, roofline
-from sweatlab.checks import LabChecks
-from sweatlab.ladder import Ladder, error_vs_bound, random_matrices, traffic
-from sweatlab.ladder import reference_matmul_numba_ikj  # exercise 7's check times your tiled kernel against it
-from sweatlab.timing import bench, format_seconds
+from sweatlab.measure import asm, config, energy, flops, hardware, peak, records, roofline
+from sweatlab.kit.checks import LabChecks
+from sweatlab.topics.ladder import Ladder, error_vs_bound, random_matrices, traffic
+from sweatlab.topics.ladder import reference_matmul_numba_ikj  # exercise 7's check times your tiled kernel against it
+from sweatlab.measure.timing import bench, format_seconds
 
 check = LabChecks("01_matmul")
 QUICK = config.quick()
@@ -83,10 +83,10 @@ print(f"quick mode: {QUICK}; n = {N_COMMON} for every rung, {N_LARGE} for the fa
 #
 # Every rung is compared with two ceilings, never one:
 # - the **hardware peak** of one core: clock x SIMD lanes x FMA units x 2 FLOP per fused multiply-add,
-#   computed by `sweatlab.peak` from this CPU's instruction set. Every input is printed and the assumed
+#   computed by `sweatlab.measure.peak` from this CPU's instruction set. Every input is printed and the assumed
 #   ones are named: a VM hides the clock, so it is *measured* with a chain of dependent adds, and the
 #   number of FMA units comes from the vendor's guide for the core type. No code can beat it.
-# - **BLAS's best**: the fastest run of `np.matmul` on float32 (`sweatlab.roofline.peak_fp32`) at the
+# - **BLAS's best**: the fastest run of `np.matmul` on float32 (`sweatlab.measure.roofline.peak_fp32`) at the
 #   sizes this lab uses and one larger, with BLAS limited to one thread like every kernel here (threads
 #   are lab 02). It is what the best code anyone wrote for this CPU reaches; how close it gets to the
 #   hardware peak is itself a measurement, printed below.
@@ -190,15 +190,15 @@ ax.legend(fontsize=9);
 # Read the plot: the error of the in-order sum stays below the bound γ_k and far closer to √k·u;
 # `np.sum`'s pairwise summation is smaller still. So the check below is safe for any correct kernel.
 #
-# The harness every rung goes through lives in the course library, `sweatlab.ladder`, like the
+# The harness every rung goes through lives in the course library, `sweatlab.topics.ladder`, like the
 # reference-first loop of [llm.c](https://github.com/karpathy/llm.c/blob/master/dev/cuda/matmul_forward.cu):
 # check against float64 `A @ B` with rtol = γ_k from your `matmul_rtol` (printed as "error x% of the
-# bound"), then time with `sweatlab.timing.bench` (median of repeated runs, garbage collector off; the
+# bound"), then time with `sweatlab.measure.timing.bench` (median of repeated runs, garbage collector off; the
 # first call, which also compiles numba kernels, is never timed), and store GFLOP/s = 2n³ / median
 # seconds in `LADDER`.
 #
 # No measurement waits for an exercise. While a function you are asked to write still raises
-# `NotImplementedError`, the library's reference for it stands in (`sweatlab.ladder.gamma` for
+# `NotImplementedError`, the library's reference for it stands in (`sweatlab.topics.ladder.gamma` for
 # `matmul_rtol`, `reference_matmul_ikj` and the like for the kernels): a line starting `[reference]`
 # says so once, and the rung is labelled "(reference)" in the timing lines, the ladder plot and the
 # table, so the library's kernel is never taken for yours. Write the exercise and rerun the measurement
@@ -566,7 +566,7 @@ for n in (N_COMMON, N_LARGE):
 
 # %% [markdown] sweat={"id": "asm-md"}
 # **Evidence, not faith.** "LLVM vectorised the ikj loop" is a claim about machine code, so read the
-# machine code. `sweatlab.asm.float_ops` counts the floating-point instructions numba generated for a
+# machine code. `sweatlab.measure.asm.float_ops` counts the floating-point instructions numba generated for a
 # kernel (`inspect_asm()`): scalar ones, one number each (`vaddss`), packed ones by register width
 # (xmm 128 bits, ymm 256, zmm 512: 4, 8 or 16 float32 at once), and fused multiply-adds (`vfmadd...`).
 
@@ -942,7 +942,7 @@ if any(gf > BLAS_GFLOPS for rung in LADDER.values() for gf in rung.values()):
 # ### The ladder on the roofline
 # Lab 00 placed kernels on this machine's roofline by their arithmetic intensity, FLOPs per byte
 # moved to and from memory. For a matmul that byte count depends on the loop, not on the maths, so
-# each rung needs a **model of its traffic** beyond the caches (`traffic` from `sweatlab.ladder`, for an n x n product):
+# each rung needs a **model of its traffic** beyond the caches (`traffic` from `sweatlab.topics.ladder`, for an n x n product):
 #
 # | rung | what goes to memory | elements moved | FLOP/byte, float32 |
 # |---|---|---|---|

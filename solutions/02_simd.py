@@ -49,15 +49,17 @@ from numba import njit, prange
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from sweatlab import gemm, hardware
+from sweatlab.topics import gemm
+from sweatlab.measure import hardware
 
 machine = hardware.describe()
 WIDTH_NOTE = gemm.match_vector_width(machine)  # first, before any numba kernel exists: that fixes the width
 
-from sweatlab import asm, config, energy, flops, isa, ladder, parallel, peak, records, roofline
-from sweatlab.checks import LabChecks
-from sweatlab.ladder import Ladder, error_vs_bound, gamma, random_matrices
-from sweatlab.timing import bench, format_seconds, thread_settings
+from sweatlab.measure import asm, config, energy, flops, peak, records, roofline
+from sweatlab.topics import isa, ladder, parallel
+from sweatlab.kit.checks import LabChecks
+from sweatlab.topics.ladder import Ladder, error_vs_bound, gamma, random_matrices
+from sweatlab.measure.timing import bench, format_seconds, thread_settings
 
 check = LabChecks("02_simd")
 QUICK = config.quick()
@@ -120,7 +122,7 @@ print(WIDTH_NOTE)
 # core's peak is clock x lanes x units x 2, and the chip's is that times its cores: the formula of lab 00.
 #
 # The extensions came in **families**, each a set of instructions a program may use only where the CPU
-# says it has them (Linux lists them as `flags` in `/proc/cpuinfo`; `sweatlab.hardware` reads them):
+# says it has them (Linux lists them as `flags` in `/proc/cpuinfo`; `sweatlab.measure.hardware` reads them):
 #
 # | family | vector | adds |
 # |---|---|---|
@@ -138,8 +140,8 @@ print(WIDTH_NOTE)
 # for them (VNNI, BF16, AMX): without those, the CPU widens them to float32 first.
 #
 # The cell below reads this CPU's flags and computes the peak each family gives here, with
-# `sweatlab.isa.families` (it cuts the CPU's instruction set down to one family at a time and asks
-# `sweatlab.peak` for the peak: same core, same clock, same number of units).
+# `sweatlab.topics.isa.families` (it cuts the CPU's instruction set down to one family at a time and asks
+# `sweatlab.measure.peak` for the peak: same core, same clock, same number of units).
 
 # %% sweat={"id": "isa-machine", "role": "demo"}
 print(machine)
@@ -224,7 +226,7 @@ ax.invert_yaxis();
 # one scalar chain. `@njit(fastmath=True)` gives it permission to **reassociate** (and to **contract**
 # a·b + c into one FMA). The result changes within the bound γ_k of lab 01, which holds in any order.
 #
-# Evidence, not faith: `sweatlab.asm.float_ops` counts the floating-point instructions numba generated,
+# Evidence, not faith: `sweatlab.measure.asm.float_ops` counts the floating-point instructions numba generated,
 # scalar or packed by register width, and the FMAs among them.
 
 # %% sweat={"id": "autovec-asm", "role": "demo"}
@@ -425,7 +427,7 @@ print(f"[timing] your kernel with fastmath ran {score_rows[1][1] / score_rows[2]
 # numpy, OpenBLAS, torch and oneDNN ship several versions of their hot loops (for SSE, AVX2, AVX-512,
 # AMX, NEON...) and pick one **when they load**, from what the CPU reports. Each has a switch to cap the
 # choice, read once at start-up, so every setting below runs in a **fresh Python process**
-# (`sweatlab.isa.run_job`), which reports its timings and what each library says it used:
+# (`sweatlab.topics.isa.run_job`), which reports its timings and what each library says it used:
 #
 # | library | switch | what it reaches |
 # |---|---|---|
@@ -476,7 +478,7 @@ def npy_disable(dispatch, baseline, keep):
 check("isa_switch")
 
 # %% [markdown] sweat={"id": "dispatch-run-md"}
-# Now the sweep. `sweatlab.isa.plan` chooses the switches that take something away that *this* CPU has
+# Now the sweep. `sweatlab.topics.isa.plan` chooses the switches that take something away that *this* CPU has
 # (and says why it skips the others); your `npy_disable` writes numpy's. Each setting runs the same
 # operations in a fresh process, one thread, best of several interleaved rounds: numpy's `exp`, `tanh`,
 # `add`, `sum` on 65,536 float32 and `np.matmul` at 512; torch's `add`, `sum`, `exp`, an fp32 and a bf16
@@ -928,7 +930,7 @@ for label, gf, per_j, kind, scalar, packed, fma in lesson_rows:
 #
 # Every kernel of this lab multiplies the same two n x n float32 matrices (n = `N`, printed by the
 # setup cell), checked against float64 within γ_n before it is timed (lab 01's harness,
-# `sweatlab.ladder`), against two ceilings: the hardware peak of one core and BLAS's best run on one
+# `sweatlab.topics.ladder`), against two ceilings: the hardware peak of one core and BLAS's best run on one
 # core. `numba_naive` is lab 01's given ijk kernel; `numba_fastmath` is your `scores_fast` run on A and
 # Bᵀ (the transpose, by numpy, is part of its time, as packing is part of the micro-kernel's);
 # `numba_tiled` is lab 01's tiled kernel.

@@ -37,7 +37,7 @@
 # Eight exercises, each a function followed by a `check(...)` cell: `affine_params`, `quantize` (with
 # `dequantize`), `quantize_blocks`, `sqnr_db`, `calibration_range`, `pack_int4` (with `unpack_int4`),
 # `int8_matmul`, `max_safe_k`. Until you write one, the cells that use it fall back to the course
-# library's version (`sweatlab.quant`) and say so, so the notebook always runs top to bottom.
+# library's version (`sweatlab.topics.quant`) and say so, so the notebook always runs top to bottom.
 
 # %% sweat={"id": "setup", "role": "setup"}
 import copy
@@ -56,10 +56,11 @@ import torch
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from sweatlab import config, energy, quant, records, roofline, serve
-from sweatlab.checks import LabChecks
-from sweatlab.hardware import describe
-from sweatlab.timing import bench, compare, format_seconds
+from sweatlab.measure import config, energy, records, roofline
+from sweatlab.topics import quant, serve
+from sweatlab.kit.checks import LabChecks
+from sweatlab.measure.hardware import describe
+from sweatlab.measure.timing import bench, compare, format_seconds
 
 check = LabChecks("03_quantize")
 QUICK = config.quick()  # SWEAT_QUICK=1 shrinks the budgets (tests and CI); the lab is written for full mode
@@ -130,7 +131,7 @@ _noted = set()
 
 
 def mine(name):
-    """Your function `name`; while it raises NotImplementedError, the course library's (sweatlab.quant), with a note."""
+    """Your function `name`; while it raises NotImplementedError, the course library's (sweatlab.topics.quant), with a note."""
     reference = getattr(quant, name)
 
     def call(*args, **kwargs):
@@ -160,7 +161,7 @@ print(f"int8 on this CPU: {INT8.kernel}")
 # everywhere in the range, and choosing that scale is the whole art of quantization.
 #
 # The table is computed from `torch.finfo` and the integer ranges; the last column comes from this
-# CPU's instruction-set flags (`sweatlab.hardware.describe`).
+# CPU's instruction-set flags (`sweatlab.measure.hardware.describe`).
 
 # %% sweat={"id": "formats", "role": "demo"}
 native = {"fp32": "yes (FMA)", "bf16": "yes" if INT8.bf16 else "no: converted to fp32",
@@ -208,7 +209,7 @@ for line in INT8.lines:
 # The cell below tests that on this machine: one matrix-vector product with the same weights stored in
 # each format, through ONNX Runtime (fp32, int8 and int4 kernels) and torch (bf16), one thread. Beside
 # each it prints the time the roofline predicts, bytes / bandwidth, with the bandwidth measured by a
-# STREAM-style triad on one core (`sweatlab.roofline.stream_triad`).
+# STREAM-style triad on one core (`sweatlab.measure.roofline.stream_triad`).
 
 # %% sweat={"id": "matvec", "role": "demo"}
 WORK = Path(tempfile.mkdtemp(prefix="lab03-"))  # ONNX files of this session (a temporary folder)

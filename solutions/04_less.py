@@ -33,7 +33,7 @@
 #
 # Five exercises, each a function of plain arrays followed by a `check(...)` cell: `early_stop`,
 # `predictive_entropy`, `exit_costs`, `exit_rule`, `cascade`. Until you write one, the cells that use it
-# fall back to the course library's version (`sweatlab.frugal`) and say so, so the notebook always runs
+# fall back to the course library's version (`sweatlab.topics.frugal`) and say so, so the notebook always runs
 # top to bottom.
 
 # %% sweat={"id": "setup", "role": "setup"}
@@ -46,11 +46,12 @@ import numpy as np
 import torch
 from matplotlib.ticker import FuncFormatter
 
-from sweatlab import config, energy, frugal, records
-from sweatlab.checks import LabChecks
-from sweatlab.frugal import evaluate, forward_flops, mc_dropout_probs, softmax_probs, train_epoch
-from sweatlab.hardware import describe
-from sweatlab.timing import bench, compare, format_seconds
+from sweatlab.measure import config, energy, records
+from sweatlab.topics import frugal
+from sweatlab.kit.checks import LabChecks
+from sweatlab.topics.frugal import evaluate, forward_flops, mc_dropout_probs, softmax_probs, train_epoch
+from sweatlab.measure.hardware import describe
+from sweatlab.measure.timing import bench, compare, format_seconds
 
 check = LabChecks("04_less")
 QUICK = config.quick()  # SWEAT_QUICK=1 shrinks the runs (tests and CI); the lab is written for full mode

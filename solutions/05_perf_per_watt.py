@@ -37,12 +37,12 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sweatlab import devices as D
-from sweatlab import energy, records, roofline
-from sweatlab.checks import LabChecks
-from sweatlab.config import pick, quick
-from sweatlab.hardware import describe
-from sweatlab.timing import bench, format_seconds
+from sweatlab.topics import devices as D
+from sweatlab.measure import energy, records, roofline
+from sweatlab.kit.checks import LabChecks
+from sweatlab.measure.config import pick, quick
+from sweatlab.measure.hardware import describe
+from sweatlab.measure.timing import bench, format_seconds
 
 check = LabChecks("05_perf_per_watt")
 QUICK = quick()  # SWEAT_QUICK=1 shrinks the sizes (tests and CI); the lab is written for full mode
@@ -97,7 +97,7 @@ print(describe())
 # %% [markdown] sweat={"id": "sec-table"}
 # ## 1. The device table, and what each number is
 #
-# `sweatlab.devices.DEVICES` holds one row per chip. Every figure carries its unit, its source, and what
+# `sweatlab.topics.devices.DEVICES` holds one row per chip. Every figure carries its unit, its source, and what
 # kind of number it is. Read the labels before the values:
 #
 # - **peak** is a datasheet's theoretical maximum; **measured** is what a program achieved; **derived** is
@@ -713,4 +713,4 @@ if os.environ.get("SWEAT_SLIDES_IMG"):
 # - J. Kaplan et al., "Scaling Laws for Neural Language Models", 2020, arXiv:2001.08361.
 # - Google Cloud TPU documentation, "TPU v4" and "TPU v5e" (https://cloud.google.com/tpu/docs/v4,
 #   https://cloud.google.com/tpu/docs/v5e); NVIDIA's A100, H100, H200, L4 and T4 datasheets (addresses in
-#   `sweatlab.devices`).
+#   `sweatlab.topics.devices`).

@@ -8,7 +8,7 @@
 # Two models, each for what it shows:
 # - the **quality model**: a byte-level decoder-only transformer (about 1.1 M parameters, context 256) trained on
 #   the help texts that ship with Python (`pydoc_data.topics`, never downloaded) by
-#   `python -m sweatlab.tinylm train`. Its weights ship with the course, checked by SHA-256 when loaded. It
+#   `python -m sweatlab.topics.tinylm train`. Its weights ship with the course, checked by SHA-256 when loaded. It
 #   writes the text you read and carries every perplexity;
 # - the **speed model**: the same architecture at d_model 512, 8 layers (25.6 M parameters), with **random
 #   weights** (its text is noise; its speed is real). At this size a token's time is set by streaming the
@@ -39,7 +39,7 @@
 # Six exercises, each a function followed by a `check(...)` cell: `sample_next`, `attend_one`,
 # `quantize_int8_rows` (with `dequantize_int8_rows`), `quantize_int4_groups` (with `dequantize_int4_groups`),
 # `perplexity`, `tp_seconds_per_token`. Until you write one, the cells that use it fall back to the course
-# library's version (`sweatlab.tinylm`) and say so, so the notebook always runs top to bottom.
+# library's version (`sweatlab.topics.tinylm`) and say so, so the notebook always runs top to bottom.
 
 # %% sweat={"id": "setup", "role": "setup"}
 import math
@@ -53,9 +53,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from sweatlab import config, energy, records, roofline, serve, tinylm
-from sweatlab.checks import LabChecks
-from sweatlab.hardware import describe
+from sweatlab.measure import config, energy, records, roofline
+from sweatlab.topics import serve, tinylm
+from sweatlab.kit.checks import LabChecks
+from sweatlab.measure.hardware import describe
 
 check = LabChecks("06_tiny_lm")
 QUICK = config.quick()  # SWEAT_QUICK=1 shrinks the budgets (tests and CI); the lab is written for full mode
@@ -79,7 +80,7 @@ _noted = set()
 
 
 def mine(name):
-    """Your function `name`; while it raises NotImplementedError, the course library's (sweatlab.tinylm), with a note."""
+    """Your function `name`; while it raises NotImplementedError, the course library's (sweatlab.topics.tinylm), with a note."""
     reference = getattr(tinylm, name)
 
     def call(*args, **kwargs):
@@ -717,7 +718,7 @@ for label, (cfg, comp) in SIZES.items():
 # between, measure the constants the same way: a microbenchmark's median is likely to flatter the network.
 #
 # **Across machines.** The same code runs unchanged on N machines that can reach each other: on each machine
-# run `python -m sweatlab.tinylm tp --rank R --world N --addr ADDRESS_OF_RANK_0 --port 29517` (rank 0 with
+# run `python -m sweatlab.topics.tinylm tp --rank R --world N --addr ADDRESS_OF_RANK_0 --port 29517` (rank 0 with
 # `--out results.pt` to save its measurements). `--addr` is the rendezvous: an address of rank 0 that every
 # rank can reach (not 127.0.0.1), and the port must be open between them. gloo runs over plain TCP; set
 # `GLOO_SOCKET_IFNAME` to choose the network interface where a machine has several.

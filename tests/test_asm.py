@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sweatlab import asm
-from sweatlab.ladder import reference_matmul_numba_ijk, reference_matmul_numba_ikj
+from sweatlab.measure import asm
+from sweatlab.topics.ladder import reference_matmul_numba_ijk, reference_matmul_numba_ikj
 
 X86 = """
     vmulss  (%rax,%rcx,4), %xmm1, %xmm2

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from sweatlab.checks import core
-from sweatlab.checks.core import (CheckFailure, EncodeError, InProcessRunner, LabChecks, Tester, decode,
+from sweatlab.kit import checks as core
+from sweatlab.kit.checks import (CheckFailure, EncodeError, InProcessRunner, LabChecks, Tester, decode,
                                   encode, public_test, run_exercise)
 
 LAB = "99_selftest"
@@ -120,7 +120,7 @@ def test_a_numba_typing_error_gets_a_hint_about_what_usually_causes_it():
             total += v.nonexistent  # numba cannot type this
         return total
 
-    from sweatlab.checks.core import InProcessRunner, Tester, run_test, TestSpec
+    from sweatlab.kit.checks import InProcessRunner, Tester, run_test, TestSpec
 
     def test(t):
         t.call("square", np.arange(3.0))

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sweatlab import class_report as CR
-from sweatlab import cli
+from sweatlab.tools import class_report as CR
+from sweatlab.tools import cli
 
 from browser import artifact, browser_page
 from conftest import REPO
@@ -318,7 +318,7 @@ def test_screenshot_in_headless_chromium(class_folder, tmp_path):
 
 def test_lab02_reads_the_shape_the_lab_records():
     """Lab 02 records its peaks per core count and its ISA speed-ups per switch and operation."""
-    from sweatlab.class_report import _lab02
+    from sweatlab.tools.class_report import _lab02
 
     got = _lab02({"gflops": {"numba_naive": 2.0, "blas_fp32": 100.0, "torch_bf16": None},
                   "hardware_peak_gflops": {"fp32_1_core": 59.0, "fp32_all_cores": 118.0, "bf16_all_cores": None},

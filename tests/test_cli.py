@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from sweatlab.cli import main
+from sweatlab.tools.cli import main
 
 from conftest import FIXTURES, REPO, copy_fixture_course
 

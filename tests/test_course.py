@@ -236,7 +236,7 @@ def test_marker_errors_carry_problem_fix_and_line_as_fields():
 
 
 def test_selftest_fails_for_a_lab_without_a_checks_module(fixture_course, capsys):
-    from sweatlab.cli import main
+    from sweatlab.tools.cli import main
 
     C.build_labs(C.Course(fixture_course))
     assert main(["--root", str(fixture_course), "grade", "--selftest"]) == 1

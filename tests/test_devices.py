@@ -1,4 +1,4 @@
-"""sweatlab.devices: every figure carries a source and units; the model and the TPU rebuild are sane."""
+"""sweatlab.topics.devices: every figure carries a source and units; the model and the TPU rebuild are sane."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from sweatlab import devices as D
-from sweatlab import energy
+from sweatlab.topics import devices as D
+from sweatlab.measure import energy
 
 
 def test_every_figure_has_a_value_a_unit_a_source_and_a_kind():

@@ -9,7 +9,7 @@ from importlib import metadata
 
 import pytest
 
-from sweatlab import doctor
+from sweatlab.tools import doctor
 
 
 def test_pins_come_from_the_installed_package_metadata():
@@ -65,7 +65,7 @@ def test_table_shows_fix_under_failures_and_a_verdict():
 
 @pytest.mark.slow
 def test_doctor_on_this_install(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "sweatlab.cli", "doctor", "--json"], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "sweatlab.tools.cli", "doctor", "--json"], capture_output=True,
                             text=True, timeout=120)
     checks = json.loads(result.stdout)
     names = {c["name"] for c in checks}
@@ -80,8 +80,8 @@ def test_doctor_on_this_install(tmp_path):
 
 def test_doctor_imports_without_nbformat():
     # doctor must run on a broken install: what it needs from the course tooling is stdlib-only
-    code = ("import sys; import sweatlab.doctor; from sweatlab.course_layout import KERNEL_NAME; "
-            "heavy = [m for m in ('nbformat', 'jupytext', 'sweatlab.course') if m in sys.modules]; "
+    code = ("import sys; import sweatlab.tools.doctor; from sweatlab.course.layout import KERNEL_NAME; "
+            "heavy = [m for m in ('nbformat', 'jupytext', 'sweatlab.course.build', 'sweatlab.course.source') if m in sys.modules]; "
             "sys.exit(', '.join(heavy) or None)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

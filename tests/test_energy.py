@@ -1,4 +1,4 @@
-"""sweatlab.energy: RAPL against a fake sysfs tree, NVML against a fake module, the estimate's model.
+"""sweatlab.measure.energy: RAPL against a fake sysfs tree, NVML against a fake module, the estimate's model.
 
 The fake tree mirrors /sys/class/powercap on a two-socket Intel server with a psys domain:
 intel-rapl:0 package-0 {core, uncore, dram}, intel-rapl:1 package-1, intel-rapl:2 psys.
@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from sweatlab import energy
-from sweatlab.energy import EnergyMeter, SensorStatus, find_rapl_zones, probe_energy_sensors
+from sweatlab.measure import energy
+from sweatlab.measure.energy import EnergyMeter, SensorStatus, find_rapl_zones, probe_energy_sensors
 
 linux = pytest.mark.skipif(platform.system() != "Linux", reason="RAPL is read only on Linux; the fakes follow its sysfs layout")
 
@@ -374,7 +374,7 @@ def test_beginning_twice_is_refused(tmp_path):
 
 
 def test_shipped_figures_carry_their_provenance_and_show_compute_vs_memory_per_joule():
-    from sweatlab import energy_data as E
+    from sweatlab.measure import energy_data as E
 
     assert all(m.kind == "shipped measurement" and "NVML" in m.provenance and "one run" in m.provenance
                for m in E.SHIPPED)

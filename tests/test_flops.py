@@ -1,12 +1,12 @@
-"""sweatlab.flops: one convention (a multiply-add is 2 FLOPs; compulsory bytes), checked by hand."""
+"""sweatlab.measure.flops: one convention (a multiply-add is 2 FLOPs; compulsory bytes), checked by hand."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sweatlab import flops as F
-from sweatlab.flops import Cost
+from sweatlab.measure import flops as F
+from sweatlab.measure.flops import Cost
 
 
 def test_matmul_counts_a_multiply_add_as_two_flops():

@@ -1,4 +1,4 @@
-"""sweatlab.frugal: the data, the models and their FLOP counts, and the reference rules of lab 04."""
+"""sweatlab.topics.frugal: the data, the models and their FLOP counts, and the reference rules of lab 04."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from sweatlab import flops, frugal
+from sweatlab.measure import flops
+from sweatlab.topics import frugal
 
 from conftest import REPO
 
@@ -22,7 +23,7 @@ torch = pytest.importorskip("torch")
 # ---------------------------------------------------------------------------------------------
 
 def test_importing_the_module_and_the_lab_checks_does_not_import_torch():
-    code = ("import sys; import sweatlab.frugal, sweatlab.checks.lab04_less; "
+    code = ("import sys; import sweatlab.topics.frugal, sweatlab.labs.lab04_less.checks; "
             "print('torch' in sys.modules, 'sklearn' in sys.modules)")
     env = dict(os.environ, PYTHONPATH=str(REPO / "lib"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)

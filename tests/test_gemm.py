@@ -1,4 +1,4 @@
-"""sweatlab.gemm: lab 02's reference kernels (dot form, packing, the micro-kernel) and its stand-ins."""
+"""sweatlab.topics.gemm: lab 02's reference kernels (dot form, packing, the micro-kernel) and its stand-ins."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from sweatlab import asm, gemm, hardware
-from sweatlab.ladder import error_vs_bound, gamma
+from sweatlab.measure import asm, hardware
+from sweatlab.topics import gemm
+from sweatlab.topics.ladder import error_vs_bound, gamma
 
 SHAPES = [(1, 1, 1), (6, 8, 4), (7, 5, 9), (13, 17, 6), (12, 600, 8), (30, 20, 270), (0, 3, 4), (3, 0, 4)]
 

@@ -50,7 +50,7 @@ def graded_class(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "sweatlab.cli", "--root", str(REPO), "grade", str(folder), "--lab", LAB,
+        [sys.executable, "-m", "sweatlab.tools.cli", "--root", str(REPO), "grade", str(folder), "--lab", LAB,
          "-j", "2", "--cell-timeout", "10", "--out", str(out)],
         capture_output=True, text=True, timeout=900)
     took = time.monotonic() - started

@@ -16,8 +16,8 @@ import nbformat
 import pytest
 
 from sweatlab import course as C
-from sweatlab.checks.core import TestResult
-from sweatlab.cli import main
+from sweatlab.kit.checks import TestResult
+from sweatlab.tools.cli import main
 from sweatlab.grading import gradescope
 from sweatlab.grading.grader import SubmissionGrade
 

@@ -65,7 +65,7 @@ HOSTILE = {
         "    except OSError:\n        pass\nprint(json.dumps({'score': 7, 'max_score': 7, 'tests': []}))\n"
         "print('TOTAL: 7 / 7 points')\ndef add(a, b):\n    return 0\n")), 4, "add(2, 3): expected 5, got 0"),
     "monkeypatch_checks": (lambda r: _with_answer(r, "ex-add", (
-        "import sweatlab.checks.core as core\ncore.run_test = lambda *a, **k: None\n"
+        "import sweatlab.kit.checks as core\ncore.run_test = lambda *a, **k: None\n"
         "core.Tester.expect_equal = staticmethod(lambda *a, **k: None)\n"
         "core.Tester.expect_close = staticmethod(lambda *a, **k: None)\ndef add(a, b):\n    return 0\n")),
         4, "expected 5, got 0"),
@@ -86,8 +86,8 @@ HOSTILE = {
         "def total_fast(x):\n    s = 0.0\n    for v in x:\n        s += v\n    return s\n")), FULL - 1,
         "at least 2x faster"),
     "forged_patched_timing": (lambda r: _with_answer(r, "ex-fast", (
-        "import sweatlab.timing, sweatlab.checks.core as core\n"
-        "sweatlab.timing.compare = lambda *a, **k: type('R', (), {'ratio': 42.0})()\n"
+        "import sweatlab.measure.timing, sweatlab.kit.checks as core\n"
+        "sweatlab.measure.timing.compare = lambda *a, **k: type('R', (), {'ratio': 42.0})()\n"
         "core.Tester.speed_ratio = lambda self, *a, **k: 42.0\n"
         "def total_fast(x):\n    s = 0.0\n    for v in x:\n        s += v\n    return s\n")), FULL - 1,
         "at least 2x faster"),
@@ -257,7 +257,7 @@ def test_limits_are_reported(grading_course):
 @pytest.fixture
 def hidden_loaded():
     """The fixture's hidden tests, registered for one test only (the registry is per process)."""
-    from sweatlab.checks.core import REGISTRY
+    from sweatlab.kit.checks import REGISTRY
 
     grader.load_hidden_tests(FIXTURES / "grading" / "hidden")
     yield
@@ -306,7 +306,7 @@ def test_unreadable_files_say_what_to_do(tmp_path, text, phrase):
 def test_grade_cli_writes_outputs_and_runs_selftest(grading_course, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(FIXTURES / "grading")}
     out = tmp_path / "out"
-    cmd = [sys.executable, "-c", "import sys, checks_gradefix; from sweatlab.cli import main; sys.exit(main(sys.argv[1:]))",
+    cmd = [sys.executable, "-c", "import sys, checks_gradefix; from sweatlab.tools.cli import main; sys.exit(main(sys.argv[1:]))",
            "--root", str(grading_course), "grade", str(grading_course / "solution.ipynb"),
            "--lab", LAB, "--out", str(out), "--timeout", "60"]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)

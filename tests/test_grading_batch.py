@@ -32,7 +32,7 @@ import checks_gradefix  # noqa: E402,F401  registers the fixture lab's public te
 LAB = "98_gradefix"
 FULL = 7.0
 LIMITS = Limits(cell_timeout_s=6, call_timeout_s=6, submission_timeout_s=90, memory_mb=1024, grace_s=2)
-CLI = [sys.executable, "-c", "import sys, checks_gradefix; from sweatlab.cli import main; sys.exit(main(sys.argv[1:]))"]
+CLI = [sys.executable, "-c", "import sys, checks_gradefix; from sweatlab.tools.cli import main; sys.exit(main(sys.argv[1:]))"]
 
 
 def _env() -> dict:
@@ -180,7 +180,7 @@ def test_hidden_tests_add_to_the_public_tests_of_a_real_lab(tmp_path):
     hidden = tmp_path / "hidden"
     hidden.mkdir()
     (hidden / "extra.py").write_text(
-        "from sweatlab.checks import hidden_test\n\n"
+        "from sweatlab.kit.checks import hidden_test\n\n"
         "@hidden_test('01_matmul', 'ijk', points=2, name='a tall, thin product')\n"
         "def tall_thin(t):\n"
         "    a, b = t.rng().random((7, 2)), t.rng(1).random((2, 9))\n"
@@ -191,7 +191,7 @@ def test_hidden_tests_add_to_the_public_tests_of_a_real_lab(tmp_path):
                              "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     [row] = list(csv.DictReader(open(out / "grades.csv", encoding="utf-8")))
-    from sweatlab.checks.core import load_lab_tests
+    from sweatlab.kit.checks import load_lab_tests
 
     public = sum(t.points for t in load_lab_tests("01_matmul"))
     assert public > 30 and row["max"] == f"{public + 2:g}" and row["total"] == row["max"], result.stdout

@@ -1,4 +1,4 @@
-"""sweatlab.hardware: parsers on fixture text from other machines, and describe() on this one."""
+"""sweatlab.measure.hardware: parsers on fixture text from other machines, and describe() on this one."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from sweatlab import hardware
-from sweatlab.hardware import (
+from sweatlab.measure import hardware
+from sweatlab.measure.hardware import (
     describe,
     machine_from_sysctl,
     parse_cache_size,
@@ -261,7 +261,7 @@ def test_describe_isa_agrees_with_numpys_own_cpu_detection():
 
 
 def test_describe_does_not_import_torch_unless_asked():
-    code = "import sys, sweatlab.hardware as h; h.describe(); print('torch' in sys.modules)"
+    code = "import sys, sweatlab.measure.hardware as h; h.describe(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

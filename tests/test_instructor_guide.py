@@ -9,7 +9,7 @@ import unicodedata
 import pytest
 
 from sweatlab import course as C
-from sweatlab.cli import build_parser
+from sweatlab.tools.cli import build_parser
 
 from conftest import REPO
 

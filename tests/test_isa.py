@@ -1,4 +1,4 @@
-"""sweatlab.isa: ISA families and their peaks, numpy's switch, the plan of switches per machine, fresh processes."""
+"""sweatlab.topics.isa: ISA families and their peaks, numpy's switch, the plan of switches per machine, fresh processes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from sweatlab import hardware, isa, peak
+from sweatlab.measure import hardware, peak
+from sweatlab.topics import isa
 
 X86_FLAGS = ("sse2", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
              "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from sweatlab.checks import LabChecks
+from sweatlab.kit.checks import LabChecks
 
 from conftest import REPO
 
@@ -152,7 +152,7 @@ def test_time_it_mistakes_fail_with_a_hint(solved, wrong, hint):
 
 
 def test_time_it_probe_uses_the_fake_clock_exactly(solved):
-    from sweatlab.checks.lab00_measure import run_fake_timing
+    from sweatlab.labs.lab00_measure.checks import run_fake_timing
 
     out = run_fake_timing(solved["time_it"], {"durations": [4.0, 0.375, 0.125, 0.25, 1.5, 0.25],
                                               "warmup": 1, "repeats": 5})
@@ -188,7 +188,7 @@ def _cost_matmul_n_cubed(kernel, n, itemsize=4):
 
 
 def _solution_cost(kernel, n, itemsize):
-    from sweatlab.checks.lab00_measure import reference_cost
+    from sweatlab.labs.lab00_measure.checks import reference_cost
 
     return reference_cost(kernel, n, itemsize)
 
@@ -229,7 +229,7 @@ def test_bound_by_mistakes_fail(solved, wrong):
 
 
 def _seconds_parts(kernel, n, p, b):
-    from sweatlab.checks.lab00_measure import reference_cost
+    from sweatlab.labs.lab00_measure.checks import reference_cost
 
     cost = reference_cost(kernel, n)
     return cost["flops"] / (p * 1e9), cost["bytes"] / (b * 1e9)

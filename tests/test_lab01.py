@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from sweatlab import course as C
-from sweatlab.checks import LabChecks
-from sweatlab.checks.lab01_matmul import gamma
+from sweatlab.kit.checks import LabChecks
+from sweatlab.labs.lab01_matmul.checks import gamma
 
 from conftest import REPO
 

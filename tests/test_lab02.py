@@ -15,8 +15,9 @@ import pytest
 from numba import njit
 
 from sweatlab import course as C
-from sweatlab import gemm, hardware, isa
-from sweatlab.checks import LabChecks
+from sweatlab.topics import gemm, isa
+from sweatlab.measure import hardware
+from sweatlab.kit.checks import LabChecks
 
 from conftest import REPO
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from sweatlab import course as C
-from sweatlab import quant, serve
-from sweatlab.checks import LabChecks
+from sweatlab.topics import quant, serve
+from sweatlab.kit.checks import LabChecks
 
 from conftest import REPO
 
@@ -368,7 +368,7 @@ def test_eight_exercises_with_several_tests_each():
 # ---- a CPU without VNNI, and an Arm CPU: the lab's other paths -----------------------------------
 
 def _machine(**isa_changes):
-    from sweatlab.hardware import describe
+    from sweatlab.measure.hardware import describe
 
     real = describe()
     return dataclasses.replace(real, isa={**real.isa, **isa_changes})
@@ -417,7 +417,7 @@ def _run(cells, namespace) -> str:
 def test_the_lab_on_a_cpu_without_vnni_says_what_it_could_not_measure(solution, monkeypatch):
     """The setup, formats and 'where int8 pays' cells on a faked machine without VNNI: the lower aim, the
     AVX2 wording, and the oneDNN experiment reduced to one side, said so (the child process is faked too)."""
-    from sweatlab import hardware
+    from sweatlab.measure import hardware
 
     fake = _machine(**NO_VNNI)
     monkeypatch.setattr(hardware, "describe", lambda *a, **k: fake)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sweatlab import frugal
-from sweatlab.checks import LabChecks
+from sweatlab.topics import frugal
+from sweatlab.kit.checks import LabChecks
 
 from conftest import REPO
 

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from sweatlab.checks import LabChecks
+from sweatlab.kit.checks import LabChecks
 
 from conftest import REPO
 

@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from sweatlab import tinylm
-from sweatlab.checks import LabChecks
+from sweatlab.topics import tinylm
+from sweatlab.kit.checks import LabChecks
 
 from conftest import REPO
 

@@ -18,8 +18,8 @@ import re
 import pytest
 
 from sweatlab import course as C
-from sweatlab import slides
-from sweatlab.checks import LabChecks
+from sweatlab.course import slides
+from sweatlab.kit.checks import LabChecks
 
 from conftest import REPO, cells_with_role, lab_namespace
 

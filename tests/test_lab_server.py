@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from sweatlab import slides
-from sweatlab.cli import lab_command
+from sweatlab.course import slides
+from sweatlab.tools.cli import lab_command
 from sweatlab.course import KERNEL_NAME
 
 from browser import artifact, browser_page

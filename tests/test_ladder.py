@@ -1,4 +1,4 @@
-"""sweatlab.ladder (lab 01's harness and reference kernels), and lab 01 run top to bottom, blank and solved.
+"""sweatlab.topics.ladder (lab 01's harness and reference kernels), and lab 01 run top to bottom, blank and solved.
 
 The rule it holds the lab to (COURSE.md, the lab standard): a measurement never waits on an unrelated
 exercise; where the learner's code is missing, the library's reference stands in, with a note.
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from sweatlab import course as C
-from sweatlab import ladder as L
-from sweatlab.checks.lab01_matmul import gamma as checks_gamma
+from sweatlab.topics import ladder as L
+from sweatlab.labs.lab01_matmul.checks import gamma as checks_gamma
 
 from conftest import REPO
 
@@ -132,7 +132,7 @@ def test_a_missing_tolerance_is_replaced_by_gamma_with_one_note():
 def test_each_rung_carries_its_energy_reading_and_work_per_joule(tmp_path):
     """With an energy meter, a rung's GFLOP per joule is its GFLOP/s over the window's average watts,
     labelled with the reading's kind; without a sensor or an estimate it is unknown, never 0."""
-    from sweatlab.energy import EnergyMeter
+    from sweatlab.measure.energy import EnergyMeter
 
     no_sensor = dict(rapl_root=tmp_path / "none", nvml_module=None, poll_s=None, use_sensors=False)
     estimated = L.Ladder(100.0, 90.0, budget_s=0.05, energy_meter=lambda: EnergyMeter(
@@ -283,7 +283,7 @@ def test_the_solved_lab_needs_no_reference(solved_run):
 
 
 def test_traffic_model_untiled_half_a_flop_per_byte_tiled_about_tile_over_six():
-    from sweatlab.ladder import traffic
+    from sweatlab.topics.ladder import traffic
 
     assert traffic("numba_ikj", 1024).intensity == pytest.approx(0.5, rel=0.01)
     assert traffic("python_ijk", 1024).flops == 2 * 1024**3

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 from nbval.plugin import get_sanitize_patterns
 
-from sweatlab.cli import nbval_command
+from sweatlab.tools.cli import nbval_command
 
 from conftest import REPO
 

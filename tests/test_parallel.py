@@ -1,4 +1,4 @@
-"""sweatlab.parallel: Amdahl's law, its fit to measured times, and the scaling sweep."""
+"""sweatlab.topics.parallel: Amdahl's law, its fit to measured times, and the scaling sweep."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sweatlab import parallel as P
+from sweatlab.topics import parallel as P
 
 
 def test_amdahl_time_and_speedup():

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from sweatlab import hardware, peak
+from sweatlab.measure import hardware, peak
 
 X86 = {k: False for k in hardware.X86_FEATURES}
 ZEN3 = {**X86, "sse2": True, "avx": True, "avx2": True, "fma": True}

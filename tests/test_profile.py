@@ -1,4 +1,4 @@
-"""sweatlab.profile: the quick profile end to end; and: library functions print nothing."""
+"""sweatlab.tools.profile: the quick profile end to end; and: library functions print nothing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ matplotlib.use("Agg")
 
 import pytest
 
-from sweatlab import energy, flops, hardware, profile, records, roofline, timing
+from sweatlab.measure import energy, flops, hardware, records, roofline, timing
+from sweatlab.tools import profile
 
 
 @pytest.fixture(scope="module")

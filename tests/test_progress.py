@@ -12,8 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from sweatlab import progress as P
-from sweatlab.checks.core import load_lab_tests
+from sweatlab.tools import progress as P
+from sweatlab.kit.checks import load_lab_tests
 
 from conftest import FIXTURES, REPO
 

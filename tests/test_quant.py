@@ -1,4 +1,4 @@
-"""sweatlab.quant: the reference quantizers against torch, ONNX and ONNX Runtime, and the CPU feature reading."""
+"""sweatlab.topics.quant: the reference quantizers against torch, ONNX and ONNX Runtime, and the CPU feature reading."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from sweatlab import quant
+from sweatlab.topics import quant
 
 
 # ---- codes, scale and zero point ---------------------------------------------------------------
@@ -70,7 +70,7 @@ def test_quantize_follows_onnx_quantizelinear_including_ties_with_odd_zero_point
     onnx = pytest.importorskip("onnx")
     from onnx.reference import ReferenceEvaluator
 
-    from sweatlab import serve
+    from sweatlab.topics import serve
 
     x = np.concatenate([(np.arange(-40, 40) * 0.25 + 0.125), np.linspace(-30, 30, 101)]).astype(np.float32)
     for zp, dtype, signed in ((3, np.uint8, False), (-5, np.int8, True), (0, np.int8, True)):
@@ -156,7 +156,7 @@ def test_pack_int4_is_onnx_int4(runtime, tmp_path):
 
     Both ONNX's reference implementation and ONNX Runtime read the first element from the low nibble."""
     onnx = pytest.importorskip("onnx")
-    from sweatlab import serve
+    from sweatlab.topics import serve
 
     q = np.random.default_rng(0).integers(-8, 8, size=37).astype(np.int8)
     packed = serve.onnx_tensor("q", quant.pack_int4(q), data_type=onnx.TensorProto.INT4)

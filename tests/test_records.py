@@ -1,4 +1,4 @@
-"""sweatlab.records: one JSON line per record, JSON-able values only, the results folder rule."""
+"""sweatlab.measure.records: one JSON line per record, JSON-able values only, the results folder rule."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweatlab import records
-from sweatlab.records import load_records, record, results_dir
+from sweatlab.measure import records
+from sweatlab.measure.records import load_records, record, results_dir
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""sweatlab.roofline: the bound, the ridge, small real measurements, byte accounting, the plot."""
+"""sweatlab.measure.roofline: the bound, the ridge, small real measurements, byte accounting, the plot."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from sweatlab import flops as F
-from sweatlab import roofline as R
-from sweatlab.hardware import describe
-from sweatlab.roofline import Bandwidth, KernelPoint, PeakCompute, Roofline
+from sweatlab.measure import flops as F
+from sweatlab.measure import roofline as R
+from sweatlab.measure.hardware import describe
+from sweatlab.measure.roofline import Bandwidth, KernelPoint, PeakCompute, Roofline
 
 MIB = 2**20
 
@@ -73,7 +73,7 @@ def test_cpu_without_bf16_flags_is_skipped(monkeypatch):
     real = describe(import_torch=True)
     fake_isa = {k: (False if "bf16" in k else v) for k, v in real.isa.items()}
     fake = type(real)(**{**real.__dict__, "isa": fake_isa})
-    monkeypatch.setattr("sweatlab.hardware.describe", lambda **kw: fake)
+    monkeypatch.setattr("sweatlab.measure.hardware.describe", lambda **kw: fake)
     ok, why = R.bf16_support()
     assert not ok and "no native bf16" in why
 
@@ -104,7 +104,7 @@ def test_triad_with_threads_splits_the_arrays():
 def test_triad_size_is_capped_and_warned_when_the_vm_reports_a_huge_l3(monkeypatch):
     real = describe()
     fake = type(real)(**{**real.__dict__, "cache_bytes": {**real.cache_bytes, "L3": 480 * MIB}})
-    monkeypatch.setattr("sweatlab.hardware.describe", lambda **kw: fake)
+    monkeypatch.setattr("sweatlab.measure.hardware.describe", lambda **kw: fake)
     size, warns = R._triad_array_bytes(quick=False)
     assert size <= 512 * MIB
     assert any("4x" in w and "480 MiB" in w for w in warns)
@@ -115,7 +115,7 @@ def test_triad_size_is_capped_and_warned_when_the_vm_reports_a_huge_l3(monkeypat
 def test_triad_arrays_are_4x_a_small_llc(monkeypatch):
     real = describe()
     fake = type(real)(**{**real.__dict__, "cache_bytes": {**real.cache_bytes, "L3": 100 * MIB}})
-    monkeypatch.setattr("sweatlab.hardware.describe", lambda **kw: fake)
+    monkeypatch.setattr("sweatlab.measure.hardware.describe", lambda **kw: fake)
     psutil = pytest.importorskip("psutil")
     if psutil.virtual_memory().available // 8 < 400 * MIB:
         pytest.skip("too little free memory for 3 arrays of 400 MiB")

@@ -1,4 +1,4 @@
-"""sweatlab.serve: ONNX export and conversion, ONNX Runtime quantizers, torch's int8 engines, the oneDNN cap."""
+"""sweatlab.topics.serve: ONNX export and conversion, ONNX Runtime quantizers, torch's int8 engines, the oneDNN cap."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from sweatlab import quant, serve  # noqa: E402
+from sweatlab.topics import quant, serve  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from sweatlab import slides
+from sweatlab.course import slides
 
 from browser import artifact, browser_page
 from conftest import FIXTURES, REPO
@@ -71,7 +71,7 @@ def test_deck_renders_its_title_slide_in_headless_chromium_offline(built_deck):
 
 
 def test_make_slides_builds_every_deck_of_a_course(tmp_path):
-    from sweatlab.cli import main
+    from sweatlab.tools.cli import main
 
     root = tmp_path / "course"
     (root / "solutions").mkdir(parents=True)

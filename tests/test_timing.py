@@ -1,4 +1,4 @@
-"""sweatlab.timing: bench(), compare(), thread_settings(), timer_resolution_ns().
+"""sweatlab.measure.timing: bench(), compare(), thread_settings(), timer_resolution_ns().
 
 Timings are noisy: these tests never pin an absolute duration of real work; they compare
 ratios measured in one process, with generous bounds. The one absolute bound (a no-op
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from sweatlab import timing
-from sweatlab.timing import BenchResult, bench, compare, thread_settings, timer_resolution_ns
+from sweatlab.measure import timing
+from sweatlab.measure.timing import BenchResult, bench, compare, thread_settings, timer_resolution_ns
 
 
 def test_noop_median_under_one_microsecond_per_call():
@@ -217,7 +217,7 @@ def test_timer_resolution_is_positive_and_below_a_millisecond():
 
 def test_busy_means_busy_now_not_a_minute_ago(tmp_path, monkeypatch):
     """A high one-minute load average left by a finished experiment is no reason to blame the machine."""
-    from sweatlab import timing
+    from sweatlab.measure import timing
 
     loadavg = tmp_path / "loadavg"
     monkeypatch.setattr(timing, "LOADAVG", str(loadavg))
@@ -232,6 +232,6 @@ def test_busy_means_busy_now_not_a_minute_ago(tmp_path, monkeypatch):
 
 
 def test_own_running_threads_counts_at_least_this_one():
-    from sweatlab import timing
+    from sweatlab.measure import timing
 
     assert timing._own_running_threads() >= 1

@@ -1,4 +1,4 @@
-"""sweatlab.tinylm: the model, its shipped weights and checksum, the reference inference path, tensor parallel."""
+"""sweatlab.topics.tinylm: the model, its shipped weights and checksum, the reference inference path, tensor parallel."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sweatlab import tinylm
+from sweatlab.topics import tinylm
 
 
 def test_the_shipped_weights_load_and_match_their_checksum():

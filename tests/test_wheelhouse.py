@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import ON_CI, REPO, skip_or_fail
-from sweatlab import wheelhouse as W
+from sweatlab.tools import wheelhouse as W
 
 # --------------------------------------------------------------------------- platform tags and pins
 
@@ -247,7 +247,7 @@ def test_build_a_wheelhouse_and_install_the_course_from_it_with_no_network(tmp_p
     wheelhouse, venv = tmp_path / "wheelhouse", tmp_path / "venv"
 
     t0 = time.monotonic()
-    built = subprocess.run([sys.executable, "-m", "sweatlab.wheelhouse", "--dest", str(wheelhouse),
+    built = subprocess.run([sys.executable, "-m", "sweatlab.tools.wheelhouse", "--dest", str(wheelhouse),
                             "--platforms", "this", "--python", python],
                            env={**os.environ, "PYTHONPATH": str(REPO / "lib")}, capture_output=True, text=True)
     assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]

@@ -1,5 +1,5 @@
 """``python -m sweatlab``: the same as the ``sweatlab`` command."""
 
-from .cli import main
+from sweatlab.tools.cli import main
 
 raise SystemExit(main())

@@ -11,7 +11,7 @@ any learner code runs. Requests (one JSON object per line on IN_FD)::
 Nothing here measures time for a grade: the grader times each call from its own process.
 
 Each answer is one JSON line on OUT_FD carrying the same nonce. Nothing but plain data leaves
-this process: results go through :func:`sweatlab.checks.core.encode`. The learner's printing
+this process: results go through :func:`sweatlab.kit.checks.encode`. The learner's printing
 goes to a capped buffer, never to the answer pipe.
 """
 
@@ -134,7 +134,7 @@ def main(in_fd: int, out_fd: int) -> None:
         restrict_writes([sandbox])
     from IPython.core.interactiveshell import InteractiveShell
 
-    from sweatlab.checks.core import Digest, EncodeError, decode, encode
+    from sweatlab.kit.checks import Digest, EncodeError, decode, encode
 
     reader = os.fdopen(in_fd, "r", encoding="utf-8")
     writer = os.fdopen(out_fd, "w", encoding="utf-8")

@@ -25,9 +25,9 @@ from typing import Any, Callable, Iterable
 
 import nbformat
 
-from ..checks.core import LearnerError, TestResult, TestSpec, REGISTRY, load_lab_tests, run_test
-from .notebook import RunCell, SubmissionError, cell_key, read_submission, reconstruct
-from .sandbox import Child, ChildDied, Limits
+from sweatlab.kit.checks import LearnerError, TestResult, TestSpec, REGISTRY, load_lab_tests, run_test
+from sweatlab.grading.notebook import RunCell, SubmissionError, cell_key, read_submission, reconstruct
+from sweatlab.grading.sandbox import Child, ChildDied, Limits
 
 _LAB_RE = re.compile(r"(\d\d_[a-z0-9]+(?:_[a-z0-9]+)*)")
 
@@ -376,7 +376,7 @@ def stop_all() -> None:
 def resolve_lab(wanted: str, labs_dir: Path) -> str:
     """A lab's full name from its number or any unique prefix ("01", "01_mat", "01_matmul");
     a ValueError that lists the labs when none or several match."""
-    from .gradescope import resolve_lab as resolve
+    from sweatlab.grading.gradescope import resolve_lab as resolve
 
     return resolve(Path(labs_dir), wanted)
 
@@ -642,7 +642,7 @@ def grade_batch(files: list[Path] | list[Submission], labs_dir: Path, lab: str |
     as each one finishes. On Ctrl-C every learner process is killed, nothing half-graded is saved,
     and KeyboardInterrupt goes on up with the finished results on disk.
     """
-    from . import store
+    from sweatlab.grading import store
 
     subs = [f if isinstance(f, Submission) else None for f in files]
     if any(s is None for s in subs):

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:
-    from .grader import SubmissionGrade
+    from sweatlab.grading.grader import SubmissionGrade
 
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
 _EXERCISE_NUMBER_RE = re.compile(r"^\s*exercise\s+(\d+)\b", re.IGNORECASE)

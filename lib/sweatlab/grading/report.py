@@ -12,8 +12,8 @@ import json
 import re
 from pathlib import Path
 
-from ..checks.core import TestResult
-from .grader import SubmissionGrade
+from sweatlab.kit.checks import TestResult
+from sweatlab.grading.grader import SubmissionGrade
 
 _MAX_IN_HEADER = re.compile(r"^(.*?)\s*\(max\s*([0-9.]+)\)\s*$")
 
@@ -29,7 +29,7 @@ def exercise_label(grade: SubmissionGrade, exercise: str) -> str:
 
 def gradescope(grade: SubmissionGrade) -> dict:
     """One submission in Gradescope's results.json format."""
-    from .gradescope import results_object
+    from sweatlab.grading.gradescope import results_object
 
     return results_object(grade)
 
@@ -215,7 +215,7 @@ def write_outputs(grades: list[SubmissionGrade], out_dir: Path, manual: Path | N
 
 def rebuild(out_dir: Path, manual: Path | None = None) -> tuple[list[SubmissionGrade], dict]:
     """Write the class files anew from every saved result in ``out_dir/graded``."""
-    from . import store
+    from sweatlab.grading import store
 
     grades, bad = store.load_all(out_dir)
     paths = write_outputs(grades, out_dir, manual)

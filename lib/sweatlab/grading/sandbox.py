@@ -49,7 +49,7 @@ except ImportError:  # Windows: limits other than time are not available
 
 import psutil
 
-from . import landlock
+from sweatlab.grading import landlock
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 NOBODY = 65534

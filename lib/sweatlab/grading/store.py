@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .grader import SubmissionGrade
+from sweatlab.grading.grader import SubmissionGrade
 
 FOLDER = "graded"
 

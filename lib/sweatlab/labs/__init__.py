@@ -1,0 +1,1 @@
+"""One package per lab: its checks, stand-ins and record."""

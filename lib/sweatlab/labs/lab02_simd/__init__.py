@@ -1,0 +1,1 @@
+"""Lab 02's kit: its checks (and, as the kit grows, its stand-ins and record)."""

@@ -1,0 +1,1 @@
+"""Lab 03's kit: its checks (and, as the kit grows, its stand-ins and record)."""

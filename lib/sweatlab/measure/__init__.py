@@ -1,0 +1,1 @@
+"""The measurement library: timing, hardware, FLOPs, roofline, energy, records, peak, assembly."""

@@ -1,0 +1,1 @@
+"""The commands: cli, doctor, profile, progress, class report, wheelhouse."""

@@ -1,0 +1,1 @@
+"""What the labs study: the kernels and models, one module per topic."""
