@@ -44,7 +44,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from sweatlab.measure import energy, energy_data, peak, records, roofline
-from sweatlab.kit.checks import LabChecks
+from sweatlab.kit import open_lab
 from sweatlab.labs.lab00_measure.checks import reference_cost, reference_seconds, time_it_probe
 from sweatlab.measure.config import pick, quick
 from sweatlab.measure.flops import matmul as matmul_cost
@@ -53,7 +53,7 @@ from sweatlab.measure.roofline import prediction_cases  # check("predict_seconds
 from sweatlab.measure.timing import (bench, compare, format_seconds, runnable_elsewhere, thread_settings,
                              timer_resolution_ns)
 
-check = LabChecks("00_measure")
+lab = open_lab("00_measure")  # checks, stand-ins (labelled), the energy meter, quoted figures, the record
 time_it_on_fake = time_it_probe(globals())  # lets check("time_it") drive your time_it with a fake clock
 QUICK = quick()  # SWEAT_QUICK=1 shrinks the sizes (tests and CI); the lab is written for full mode
 CORES = describe().usable_cores or os.cpu_count() or 1
@@ -203,7 +203,7 @@ print(f"naive single call: {format_seconds(naive_s)}; bench median: {format_seco
 # - `statistics.median` (or `np.median`) gives the median; with an even count it averages the middle
 #   two.
 
-# %% sweat={"id": "ex-time-it", "role": "answer"}
+# %% sweat={"id": "ex-time-it", "role": "answer", "exercise": "time_it"}
 def time_it(fn, repeats=7, warmup=1, clock=time.perf_counter):
     """Median seconds of `repeats` timed calls of fn(), after `warmup` untimed calls."""
     ### BEGIN SOLUTION
@@ -218,7 +218,8 @@ def time_it(fn, repeats=7, warmup=1, clock=time.perf_counter):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-time-it", "role": "check"}
+# %% sweat={"id": "check-time-it", "role": "check", "exercise": "time_it", "title": "Exercise 1: a correct timing function"}
+from sweatlab.kit import check
 check("time_it")
 
 
@@ -456,7 +457,7 @@ ax.legend();
 # ### Exercise 2: the FLOPs of a matrix product
 # Write `matmul_flops(m, n, k)`: the FLOPs of an `(m, k) @ (k, n)` product.
 
-# %% sweat={"id": "ex-matmul-flops", "role": "answer"}
+# %% sweat={"id": "ex-matmul-flops", "role": "answer", "exercise": "matmul_flops"}
 def matmul_flops(m, n, k):
     """FLOPs of an (m, k) @ (k, n) product. How many outputs are there, and how much work goes into each?"""
     ### BEGIN SOLUTION
@@ -464,14 +465,15 @@ def matmul_flops(m, n, k):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-matmul-flops", "role": "check"}
+# %% sweat={"id": "check-matmul-flops", "role": "check", "exercise": "matmul_flops", "title": "Exercise 2: the FLOPs of a matrix product"}
+from sweatlab.kit import check
 check("matmul_flops")
 
 # %% [markdown] sweat={"id": "ex-gflops-task"}
 # ### Exercise 3: GFLOP/s
 # Write `gflops(flops, seconds)`: the rate in GFLOP/s (giga = 10^9, as for every rate: GB/s too).
 
-# %% sweat={"id": "ex-gflops", "role": "answer"}
+# %% sweat={"id": "ex-gflops", "role": "answer", "exercise": "gflops"}
 def gflops(flops, seconds):
     """The rate in GFLOP/s of `flops` operations done in `seconds`. What does the G stand for here?"""
     ### BEGIN SOLUTION
@@ -479,7 +481,8 @@ def gflops(flops, seconds):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-gflops", "role": "check"}
+# %% sweat={"id": "check-gflops", "role": "check", "exercise": "gflops", "title": "Exercise 3: GFLOP/s"}
+from sweatlab.kit import check
 check("gflops")
 
 # %% [markdown] sweat={"id": "use-gflops-md"}
@@ -512,7 +515,7 @@ print(f"{n_thr}x{n_thr} @ {n_thr}x{n_thr}: {work:,} FLOPs in {format_seconds(one
 # Count as in the conventions above: a multiply-add is 2 FLOPs, an add alone is 1; every input is
 # read once and every output written once.
 
-# %% sweat={"id": "ex-kernel-cost", "role": "answer"}
+# %% sweat={"id": "ex-kernel-cost", "role": "answer", "exercise": "kernel_cost"}
 def kernel_cost(kernel, n, itemsize=4):
     """{"flops", "bytes", "intensity"} of one call of `kernel` ("add", "dot", "matvec", "matmul") at size n."""
     ### BEGIN SOLUTION
@@ -531,7 +534,8 @@ def kernel_cost(kernel, n, itemsize=4):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-kernel-cost", "role": "check"}
+# %% sweat={"id": "check-kernel-cost", "role": "check", "exercise": "kernel_cost", "title": "Exercise 4: FLOPs, bytes and arithmetic intensity of four kernels"}
+from sweatlab.kit import check
 check("kernel_cost")
 
 # %% [markdown] sweat={"id": "sec-roofline"}
@@ -590,7 +594,7 @@ print("how the bandwidth was counted:", bw_1.accounting)
 # Write `attainable_gflops(intensity, peak_gflops, bandwidth_gbs)`: the roofline's bound for a
 # kernel of the given intensity (a number). GB/s x FLOP/byte = GFLOP/s.
 
-# %% sweat={"id": "ex-attainable", "role": "answer"}
+# %% sweat={"id": "ex-attainable", "role": "answer", "exercise": "attainable_gflops"}
 def attainable_gflops(intensity, peak_gflops, bandwidth_gbs):
     """The roofline's bound in GFLOP/s for a kernel of this intensity (FLOP/byte): which two limits apply?"""
     ### BEGIN SOLUTION
@@ -598,7 +602,8 @@ def attainable_gflops(intensity, peak_gflops, bandwidth_gbs):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-attainable", "role": "check"}
+# %% sweat={"id": "check-attainable", "role": "check", "exercise": "attainable_gflops", "title": "Exercise 5: attainable GFLOP/s"}
+from sweatlab.kit import check
 check("attainable_gflops")
 
 # %% [markdown] sweat={"id": "ex-bound-by-task"}
@@ -607,7 +612,7 @@ check("attainable_gflops")
 # `bound_by(intensity, peak_gflops, bandwidth_gbs)` returning `"memory"` for a kernel left of the
 # ridge (intensity below it) and `"compute"` otherwise.
 
-# %% sweat={"id": "ex-bound-by", "role": "answer"}
+# %% sweat={"id": "ex-bound-by", "role": "answer", "exercise": "bound_by"}
 def bound_by(intensity, peak_gflops, bandwidth_gbs):
     """Which roof limits a kernel of this intensity, "memory" or "compute"? Where do the two roofs meet?"""
     ### BEGIN SOLUTION
@@ -615,7 +620,8 @@ def bound_by(intensity, peak_gflops, bandwidth_gbs):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-bound-by", "role": "check"}
+# %% sweat={"id": "check-bound-by", "role": "check", "exercise": "bound_by", "title": "Exercise 6: memory-bound or compute-bound?"}
+from sweatlab.kit import check
 check("bound_by")
 
 # %% [markdown] sweat={"id": "sec-predict"}
@@ -643,7 +649,7 @@ check("bound_by")
 # measures this machine's one-core roof and two memory-bound kernels again, and asks your prediction
 # to be within 2x of what they took.
 
-# %% sweat={"id": "ex-predict-seconds", "role": "answer"}
+# %% sweat={"id": "ex-predict-seconds", "role": "answer", "exercise": "predict_seconds"}
 def predict_seconds(kernel, n, peak_gflops, bandwidth_gbs):
     """The roofline's time for one call of `kernel` at size n. How long do its FLOPs take at the peak,
     its bytes at the bandwidth, and which of the two does the call have to wait for?"""
@@ -717,7 +723,8 @@ for r in rows:
 print("\n(GFLOP/s; predicted = attainable on the one-core roofline; measured = median, one thread; "
       "time per call: predict_seconds, and the median measured)")
 
-# %% sweat={"id": "check-predict-seconds", "role": "check"}
+# %% sweat={"id": "check-predict-seconds", "role": "check", "exercise": "predict_seconds", "title": "Exercise 7: predict the time"}
+from sweatlab.kit import check
 check("predict_seconds")
 
 # %% sweat={"id": "predict-plot", "role": "demo"}

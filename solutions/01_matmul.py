@@ -45,12 +45,12 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from sweatlab.measure import asm, config, energy, flops, hardware, peak, records, roofline
-from sweatlab.kit.checks import LabChecks
+from sweatlab.kit import open_lab
 from sweatlab.topics.ladder import Ladder, error_vs_bound, random_matrices, traffic
 from sweatlab.topics.ladder import reference_matmul_numba_ikj  # exercise 7's check times your tiled kernel against it
 from sweatlab.measure.timing import bench, format_seconds
 
-check = LabChecks("01_matmul")
+lab = open_lab("01_matmul")  # checks, stand-ins (labelled), the energy meter, quoted figures, the record
 QUICK = config.quick()
 N_COMMON = config.pick(128, 256)  # every rung, pure Python included, is timed at this n
 N_LARGE = config.pick(512, 1024)  # the fast rungs again, at an n whose matrices no longer fit in L2
@@ -136,7 +136,7 @@ if BLAS_GFLOPS > HW_GFLOPS:
 # ### Exercise 1: the float32 tolerance
 # Write `matmul_rtol(k)`: γ_k = k·u / (1 − k·u) with u = 2⁻²⁴, and `math.inf` when k·u ≥ 1.
 
-# %% sweat={"id": "ex-rtol", "role": "answer"}
+# %% sweat={"id": "ex-rtol", "role": "answer", "exercise": "rtol"}
 def matmul_rtol(k):
     """Worst-case relative error of a length-k float32 dot product: k u / (1 - k u), u = 2**-24 (inf if k u >= 1)."""
     ### BEGIN SOLUTION
@@ -147,7 +147,8 @@ def matmul_rtol(k):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-rtol", "role": "check"}
+# %% sweat={"id": "check-rtol", "role": "check", "exercise": "rtol", "title": "Exercise 1: the float32 tolerance"}
+from sweatlab.kit import check
 check("rtol")
 
 # %% [markdown] sweat={"id": "tolerance-measured"}
@@ -263,7 +264,7 @@ for n in (N_COMMON, N_LARGE):
 # floats**; return C as a list of M lists of N floats. No NumPy inside. Mind non-square shapes and
 # the edge cases 1 x K @ K x 1 (a 1 x 1 result) and K x 1 @ 1 x N.
 
-# %% sweat={"id": "ex-ijk", "role": "answer"}
+# %% sweat={"id": "ex-ijk", "role": "answer", "exercise": "ijk"}
 def matmul_ijk(A, B):
     """C = A @ B on lists of lists: C[i][j] = sum over k of A[i][k] * B[k][j], loops in i, j, k order."""
     ### BEGIN SOLUTION
@@ -279,7 +280,8 @@ def matmul_ijk(A, B):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-ijk", "role": "check"}
+# %% sweat={"id": "check-ijk", "role": "check", "exercise": "ijk", "title": "Exercise 2: the ijk loop in pure Python"}
+from sweatlab.kit import check
 check("ijk")
 
 # %% [markdown] sweat={"id": "textbook-measure-md"}
@@ -323,7 +325,7 @@ print(f"[timing] {per_iter_ns:.0f} ns per inner-loop iteration; at the hardware 
 # address of `A[i, k]`, `B[k, j]` and `C[i, j]` moves when the innermost index goes up by one.
 # Example: `inner_strides("ijk", 100) == (1, 100, 0)`.
 
-# %% sweat={"id": "ex-strides", "role": "answer"}
+# %% sweat={"id": "ex-strides", "role": "answer", "exercise": "strides"}
 def inner_strides(order, n):
     """(stride of A[i, k], of B[k, j], of C[i, j]) in elements, when the last loop of `order` steps by one."""
     ### BEGIN SOLUTION
@@ -336,7 +338,8 @@ def inner_strides(order, n):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-strides", "role": "check"}
+# %% sweat={"id": "check-strides", "role": "check", "exercise": "strides", "title": "Exercise 3: strides of the innermost loop"}
+from sweatlab.kit import check
 check("strides")
 
 # %% sweat={"id": "strides-table", "role": "demo"} tags=["nbval-check-output"]
@@ -364,7 +367,7 @@ except NotImplementedError:
 # for each i and k, add `A[i][k] * B[k][j]` into `C[i][j]` for every j. Tip: fetch `A[i][k]`,
 # the row `B[k]` and the row `C[i]` once, outside the j loop.
 
-# %% sweat={"id": "ex-ikj", "role": "answer"}
+# %% sweat={"id": "ex-ikj", "role": "answer", "exercise": "ikj"}
 def matmul_ikj(A, B):
     """C = A @ B on lists of lists, loops in i, k, j order: row i of C += A[i][k] * row k of B."""
     ### BEGIN SOLUTION
@@ -380,7 +383,8 @@ def matmul_ikj(A, B):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-ikj", "role": "check"}
+# %% sweat={"id": "check-ikj", "role": "check", "exercise": "ikj", "title": "Exercise 4: the ikj loop in pure Python"}
+from sweatlab.kit import check
 check("ikj")
 
 # %% sweat={"id": "ikj-measure", "role": "demo"}
@@ -407,7 +411,7 @@ print(f"[timing] pure Python: {ladder.label('ikj', 'python_ikj')} takes {r_ikj.b
 # operation per (i, k). Do not use `@`, `np.dot`, `np.matmul` or `np.einsum` (that would be the BLAS
 # rung). Return a float32 array.
 
-# %% sweat={"id": "ex-rows", "role": "answer"}
+# %% sweat={"id": "ex-rows", "role": "answer", "exercise": "rows"}
 def matmul_rows(A, B):
     """C = A @ B for NumPy arrays: for each i and k, C[i] += A[i, k] * B[k] (NumPy runs the j loop)."""
     M, K = A.shape
@@ -421,7 +425,8 @@ def matmul_rows(A, B):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-rows", "role": "check"}
+# %% sweat={"id": "check-rows", "role": "check", "exercise": "rows", "title": "Exercise 5: NumPy row operations"}
+from sweatlab.kit import check
 check("rows")
 
 # %% sweat={"id": "rows-measure", "role": "demo"}
@@ -453,7 +458,7 @@ print(f"[timing] at n = {N_COMMON}: {r_rows.bench.median_s / N_COMMON**2 * 1e6:.
 # ijk at n = 256 (46.3 against 2.36 GFLOP/s in the ladder table below); a grader timing each call from
 # outside its sandbox measured 10.9-11.6x on the same VM in three runs (README, *Grading*).
 
-# %% sweat={"id": "ex-numba-ikj", "role": "answer"}
+# %% sweat={"id": "ex-numba-ikj", "role": "answer", "exercise": "numba_ikj"}
 @njit
 def matmul_numba_ikj(A, B):
     """C = A @ B for float32 arrays, loops in i, k, j order, compiled by numba. A is (M, K), B is (K, N)."""
@@ -470,7 +475,8 @@ def matmul_numba_ikj(A, B):
     return C
 
 
-# %% sweat={"id": "check-numba-ikj", "role": "check"}
+# %% sweat={"id": "check-numba-ikj", "role": "check", "exercise": "numba_ikj", "title": "Exercise 6: the compiled ikj kernel"}
+from sweatlab.kit import check
 check("numba_ikj")
 
 # %% [markdown] sweat={"id": "orders-md"}
@@ -693,7 +699,7 @@ print(f"B at n = {N_LARGE}: {N_LARGE**2 * 4 // 1024} KiB; one tile x tile float3
 # runs on, and asks for at least 1.5x (about 3x was measured on the Zen 4 VM). That check takes a few
 # seconds: it makes fresh inputs for every timed round.
 
-# %% sweat={"id": "ex-tiled", "role": "answer"}
+# %% sweat={"id": "ex-tiled", "role": "answer", "exercise": "tiled"}
 @njit
 def matmul_tiled(A, B, tile):
     """C = A @ B in tile x tile blocks of B, each packed into Bt and reused for every row of A."""
@@ -720,7 +726,8 @@ def matmul_tiled(A, B, tile):
     return C
 
 
-# %% sweat={"id": "check-tiled", "role": "check"}
+# %% sweat={"id": "check-tiled", "role": "check", "exercise": "tiled", "title": "Exercise 7: the tiled kernel"}
+from sweatlab.kit import check
 check("tiled")
 
 # %% [markdown] sweat={"id": "tile-sweep-md"}

@@ -57,11 +57,11 @@ WIDTH_NOTE = gemm.match_vector_width(machine)  # first, before any numba kernel 
 
 from sweatlab.measure import asm, config, energy, flops, peak, records, roofline
 from sweatlab.topics import isa, ladder, parallel
-from sweatlab.kit.checks import LabChecks
+from sweatlab.kit import open_lab
 from sweatlab.topics.ladder import Ladder, error_vs_bound, gamma, random_matrices
 from sweatlab.measure.timing import bench, format_seconds, thread_settings
 
-check = LabChecks("02_simd")
+lab = open_lab("02_simd")  # checks, stand-ins (labelled), the energy meter, quoted figures, the record
 QUICK = config.quick()
 CORES = machine.usable_cores or 1
 N = config.pick(512, 1024)  # the matmul ladder; the aims of this lab are stated at n = 1024 (full mode)
@@ -168,7 +168,7 @@ for line in HW_1.assumed + HW_1.notes:
 # cores at `ghz` GHz whose `fma_units` FMA units are each `vector_bits` wide, for numbers of `bits`
 # bits. How many numbers fit in one register, and how many FLOPs is one fused multiply-add per lane?
 
-# %% sweat={"id": "ex-peak", "role": "answer"}
+# %% sweat={"id": "ex-peak", "role": "answer", "exercise": "peak"}
 def peak_gflops(cores, ghz, vector_bits, fma_units, bits=32):
     """Peak GFLOP/s of `cores` cores at `ghz` GHz with `fma_units` FMA units of `vector_bits` bits, for `bits`-bit numbers."""
     ### BEGIN SOLUTION
@@ -177,7 +177,8 @@ def peak_gflops(cores, ghz, vector_bits, fma_units, bits=32):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-peak", "role": "check"}
+# %% sweat={"id": "check-peak", "role": "check", "exercise": "peak", "title": "Exercise 1: the peak from its parts"}
+from sweatlab.kit import check
 check("peak")
 
 # %% sweat={"id": "isa-peak-plot", "role": "demo"}
@@ -371,7 +372,7 @@ ax.legend(fontsize=8, loc="upper right");
 # γ_d, then times you against the setup's `scores_strict` (the same sums, added in order) at 256 x 256,
 # d = 256, and asks for 3x.
 
-# %% sweat={"id": "ex-scores", "role": "answer"}
+# %% sweat={"id": "ex-scores", "role": "answer", "exercise": "reduction"}
 @njit(fastmath=True)
 def scores_fast(Q, K):
     """S = Q @ K.T in float32: S[i, j] = sum over p of Q[i, p] * K[j, p], each sum free to use vector lanes."""
@@ -391,7 +392,8 @@ def scores_fast(Q, K):
     return S
 
 
-# %% sweat={"id": "check-reduction", "role": "check"}
+# %% sweat={"id": "check-reduction", "role": "check", "exercise": "reduction", "title": "Exercise 2: a reduction that vectorises"}
+from sweatlab.kit import check
 check("reduction")
 
 # %% sweat={"id": "scores-measure", "role": "demo"}
@@ -460,7 +462,7 @@ else:
 # target, so never list one. And since numpy would ignore an unknown name silently, raise `ValueError`
 # when `keep` is neither a dispatch nor a baseline name.
 
-# %% sweat={"id": "ex-switch", "role": "answer"}
+# %% sweat={"id": "ex-switch", "role": "answer", "exercise": "isa_switch"}
 def npy_disable(dispatch, baseline, keep):
     """NPY_DISABLE_CPU_FEATURES that keeps numpy's dispatch targets up to `keep` (None: baseline only)."""
     ### BEGIN SOLUTION
@@ -474,7 +476,8 @@ def npy_disable(dispatch, baseline, keep):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-isa_switch", "role": "check"}
+# %% sweat={"id": "check-isa_switch", "role": "check", "exercise": "isa_switch", "title": "Exercise 3: the switch, from numpy's own names"}
+from sweatlab.kit import check
 check("isa_switch")
 
 # %% [markdown] sweat={"id": "dispatch-run-md"}
@@ -675,7 +678,7 @@ print(inspect.getsource(gemm._pack_bt))
 # two panels, then times `matmul_micro` against lab 01's tiled kernel (`matmul_lab01`) at n = 512 and
 # asks for 1.4x.
 
-# %% sweat={"id": "ex-micro", "role": "answer"}
+# %% sweat={"id": "ex-micro", "role": "answer", "exercise": "micro"}
 @njit(fastmath=True, error_model="numpy")
 def micro_6x4(Ap, Bp, i, j, kc, Cblk):
     """Cblk[r, c] += sum over p < kc of Ap[i + r, p] * Bp[j + c, p], for r < 6 and c < 4: 24 dot products."""
@@ -775,7 +778,8 @@ def matmul_micro(A, B):
     return C
 
 
-# %% sweat={"id": "check-micro", "role": "check"}
+# %% sweat={"id": "check-micro", "role": "check", "exercise": "micro", "title": "Exercise 4: the 6 x 4 micro-kernel"}
+from sweatlab.kit import check
 check("micro")
 
 # %% [markdown] sweat={"id": "lesson-width-md"}
@@ -978,7 +982,7 @@ print(f"[timing] {stand_ins.label('micro-kernel', 'matmul_micro')}: {100 * MICRO
 # tests the same sizes as exercise 4, then times you against the one-thread micro-kernel
 # `matmul_micro_1t` at n = 768 and asks for 1.25x; this needs a second core that is not busy.
 
-# %% sweat={"id": "ex-parallel", "role": "answer", "threads": 2}
+# %% sweat={"id": "ex-parallel", "role": "answer", "threads": 2, "exercise": "parallel"}
 @njit(parallel=True, fastmath=True, error_model="numpy")
 def matmul_micro_parallel(A, B):
     """C = A @ B like matmul_micro, with the row blocks of C shared out among numba's threads."""
@@ -1010,7 +1014,8 @@ def matmul_micro_parallel(A, B):
     return C
 
 
-# %% sweat={"id": "check-parallel", "role": "check"}
+# %% sweat={"id": "check-parallel", "role": "check", "exercise": "parallel", "title": "Exercise 5: the micro-kernel on every core"}
+from sweatlab.kit import check
 check("parallel")
 
 # %% [markdown] sweat={"id": "scaling-md"}
@@ -1077,7 +1082,7 @@ else:
 # better): a negative a is noise, so then fit with a = 0 (f = 0); times that grow with p mean nothing was
 # shared out: then b = 0 (f = 1).
 
-# %% sweat={"id": "ex-amdahl", "role": "answer"}
+# %% sweat={"id": "ex-amdahl", "role": "answer", "exercise": "amdahl"}
 def amdahl_fit(threads, seconds):
     """(t1, f): the one-thread time and serial fraction of Amdahl's law that fit the measured times."""
     ### BEGIN SOLUTION
@@ -1093,7 +1098,8 @@ def amdahl_fit(threads, seconds):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-amdahl", "role": "check"}
+# %% sweat={"id": "check-amdahl", "role": "check", "exercise": "amdahl", "title": "Exercise 6: fit Amdahl's law"}
+from sweatlab.kit import check
 check("amdahl")
 
 # %% sweat={"id": "amdahl-plot", "role": "demo"}

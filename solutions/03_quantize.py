@@ -58,11 +58,11 @@ from tqdm.auto import tqdm
 
 from sweatlab.measure import config, energy, records, roofline
 from sweatlab.topics import quant, serve
-from sweatlab.kit.checks import LabChecks
+from sweatlab.kit import open_lab
 from sweatlab.measure.hardware import describe
 from sweatlab.measure.timing import bench, compare, format_seconds
 
-check = LabChecks("03_quantize")
+lab = open_lab("03_quantize")  # checks, stand-ins (labelled), the energy meter, quoted figures, the record
 QUICK = config.quick()  # SWEAT_QUICK=1 shrinks the budgets (tests and CI); the lab is written for full mode
 THREADS = 1  # every engine runs on one thread: steadier comparisons on a shared machine, and what the grader gives
 BIG = 256  # the large batch of the latency table
@@ -399,7 +399,7 @@ print(f"weights: {sum(w.size for w, _ in LAYERS):,} in {len(LAYERS)} layers; tes
 #
 # Which code should `lo` map to? Write that down first, then solve for the zero point.
 
-# %% sweat={"id": "ex-affine", "role": "answer"}
+# %% sweat={"id": "ex-affine", "role": "answer", "exercise": "affine_params"}
 def affine_params(lo, hi, bits=8, signed=False):
     """(scale, zero_point) mapping [lo, hi] (widened to include 0) onto the b-bit codes."""
     ### BEGIN SOLUTION
@@ -413,7 +413,8 @@ def affine_params(lo, hi, bits=8, signed=False):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-affine", "role": "check"}
+# %% sweat={"id": "check-affine", "role": "check", "exercise": "affine_params", "title": "Exercise 1: scale and zero point"}
+from sweatlab.kit import check
 check("affine_params")
 
 # %% [markdown] sweat={"id": "ex-quantize-task"}
@@ -429,7 +430,7 @@ check("affine_params")
 # The check compares your codes with `torch.quantize_per_tensor` on the same inputs, scale and zero point,
 # bit for bit.
 
-# %% sweat={"id": "ex-quantize", "role": "answer"}
+# %% sweat={"id": "ex-quantize", "role": "answer", "exercise": "quantize"}
 def quantize(x, scale, zero_point, bits=8, signed=False):
     """Integer codes of x (int8 if signed, else uint8): round(x / scale) + zero_point, saturated to the b-bit range."""
     ### BEGIN SOLUTION
@@ -447,7 +448,8 @@ def dequantize(q, scale, zero_point):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-quantize", "role": "check"}
+# %% sweat={"id": "check-quantize", "role": "check", "exercise": "quantize", "title": "Exercise 2: quantize and dequantize, bit for bit with torch"}
+from sweatlab.kit import check
 check("quantize")
 
 # %% [markdown] sweat={"id": "torch-agree-md"}
@@ -509,7 +511,7 @@ for w in seen[:1]:
 # `block=w.shape` is per tensor, `(1, cols)` per row, `(1, 32)` groups of 32. One `reshape` to 4-D turns
 # the blocks into axes you can reduce over; which order of the four axes keeps each block together?
 
-# %% sweat={"id": "ex-blocks", "role": "answer"}
+# %% sweat={"id": "ex-blocks", "role": "answer", "exercise": "quantize_blocks"}
 def quantize_blocks(w, bits, block):
     """Symmetric int8 codes of w with one float32 scale per block; returns (codes, scales)."""
     ### BEGIN SOLUTION
@@ -525,7 +527,8 @@ def quantize_blocks(w, bits, block):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-blocks", "role": "check"}
+# %% sweat={"id": "check-blocks", "role": "check", "exercise": "quantize_blocks", "title": "Exercise 3: one scale per block"}
+from sweatlab.kit import check
 check("quantize_blocks")
 
 # %% [markdown] sweat={"id": "ex-sqnr-task"}
@@ -533,7 +536,7 @@ check("quantize_blocks")
 # Write `sqnr_db(x, x_hat)`: 10 log10 of the signal power Σx² over the noise power Σ(x - x̂)², as a float;
 # `math.inf` when x̂ equals x exactly. Power, not amplitude: which factor goes in front of the log?
 
-# %% sweat={"id": "ex-sqnr", "role": "answer"}
+# %% sweat={"id": "ex-sqnr", "role": "answer", "exercise": "sqnr_db"}
 def sqnr_db(x, x_hat):
     """Signal-to-quantization-noise ratio in dB."""
     ### BEGIN SOLUTION
@@ -545,7 +548,8 @@ def sqnr_db(x, x_hat):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-sqnr", "role": "check"}
+# %% sweat={"id": "check-sqnr", "role": "check", "exercise": "sqnr_db", "title": "Exercise 4: SQNR in decibels"}
+from sweatlab.kit import check
 check("sqnr_db")
 
 # %% [markdown] sweat={"id": "sqnr-md"}
@@ -616,7 +620,7 @@ axes[1].legend(fontsize=8, loc="upper left");
 # percentile of all the values in `x` (any shape), as floats, widened to include 0. With p = 100 that is
 # min and max. `np.percentile` does the work; mind which percentile goes with which end.
 
-# %% sweat={"id": "ex-calib", "role": "answer"}
+# %% sweat={"id": "ex-calib", "role": "answer", "exercise": "calibration_range"}
 def calibration_range(x, percentile=100.0):
     """(lo, hi): the (100 - p)th and pth percentiles of x, widened to include 0."""
     ### BEGIN SOLUTION
@@ -625,7 +629,8 @@ def calibration_range(x, percentile=100.0):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-calib", "role": "check"}
+# %% sweat={"id": "check-calib", "role": "check", "exercise": "calibration_range", "title": "Exercise 5: a calibration range"}
+from sweatlab.kit import check
 check("calibration_range")
 
 # %% [markdown] sweat={"id": "calib-md"}
@@ -727,7 +732,7 @@ for cname in ("clean", "1 bad image"):
 # `q & 0xF` gives the 4-bit two's-complement pattern of a negative code; coming back, which nibble values
 # stand for negative codes?
 
-# %% sweat={"id": "ex-int4", "role": "answer"}
+# %% sweat={"id": "ex-int4", "role": "answer", "exercise": "int4"}
 def pack_int4(q):
     """Signed 4-bit codes -> uint8 bytes, two per byte, the first in the low nibble."""
     ### BEGIN SOLUTION
@@ -751,7 +756,8 @@ def unpack_int4(packed, n):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-int4", "role": "check"}
+# %% sweat={"id": "check-int4", "role": "check", "exercise": "int4", "title": "Exercise 6: pack and unpack"}
+from sweatlab.kit import check
 check("int4")
 
 # %% sweat={"id": "int4-bytes", "role": "demo"}
@@ -786,7 +792,7 @@ print(f"int4 bits per weight including its fp32 group scale: 4 + 32 / {GROUP} = 
 # product as an `np.int32` array. What does numpy do with `a @ b` when both are `int8`, or `uint8` times
 # `int8`? Try one small example with large values before you decide.
 
-# %% sweat={"id": "ex-matmul", "role": "answer"}
+# %% sweat={"id": "ex-matmul", "role": "answer", "exercise": "int8_matmul"}
 def int8_matmul(a, b):
     """Exact A @ B of 8-bit integer matrices, accumulated in int32."""
     ### BEGIN SOLUTION
@@ -794,7 +800,8 @@ def int8_matmul(a, b):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-matmul", "role": "check"}
+# %% sweat={"id": "check-matmul", "role": "check", "exercise": "int8_matmul", "title": "Exercise 7: an exact int8 matrix product"}
+from sweatlab.kit import check
 check("int8_matmul")
 
 # %% [markdown] sweat={"id": "ex-overflow-task"}
@@ -805,7 +812,7 @@ check("int8_matmul")
 # the code -128)? And what happens to an AVX2 CPU's VPMADDUBSW, which adds *pairs* of u8 x s8 products
 # (255 x 128) into a signed 16-bit lane?
 
-# %% sweat={"id": "ex-overflow", "role": "answer"}
+# %% sweat={"id": "ex-overflow", "role": "answer", "exercise": "max_safe_k"}
 def max_safe_k(a_max, b_max, acc_bits=32):
     """Longest dot product of terms bounded by a_max * b_max that a signed acc_bits-bit sum holds."""
     ### BEGIN SOLUTION
@@ -813,7 +820,8 @@ def max_safe_k(a_max, b_max, acc_bits=32):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-overflow", "role": "check"}
+# %% sweat={"id": "check-overflow", "role": "check", "exercise": "max_safe_k", "title": "Exercise 8: when does the accumulator overflow?"}
+from sweatlab.kit import check
 check("max_safe_k")
 
 # %% [markdown] sweat={"id": "kernels-md"}

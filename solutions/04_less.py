@@ -48,12 +48,12 @@ from matplotlib.ticker import FuncFormatter
 
 from sweatlab.measure import config, energy, records
 from sweatlab.topics import frugal
-from sweatlab.kit.checks import LabChecks
+from sweatlab.kit import open_lab
 from sweatlab.topics.frugal import evaluate, forward_flops, mc_dropout_probs, softmax_probs, train_epoch
 from sweatlab.measure.hardware import describe
 from sweatlab.measure.timing import bench, compare, format_seconds
 
-check = LabChecks("04_less")
+lab = open_lab("04_less")  # checks, stand-ins (labelled), the energy meter, quoted figures, the record
 QUICK = config.quick()  # SWEAT_QUICK=1 shrinks the runs (tests and CI); the lab is written for full mode
 torch.set_num_threads(1)  # small models: one core gives steadier timings, and the energy model below uses 1 core
 DATA = frugal.digits()  # scikit-learn's bundled 8x8 digits: nothing is downloaded
@@ -232,7 +232,7 @@ ax_acc.legend(fontsize=8, loc="lower right");
 # soon as `"stop"` is not `None`. Example: with `patience=2`, losses `[0.9, 0.7, 0.8, 0.75]` stop after
 # epoch 3 and restore epoch 1.
 
-# %% sweat={"id": "ex-early-stop", "role": "answer"}
+# %% sweat={"id": "ex-early-stop", "role": "answer", "exercise": "early_stop"}
 def early_stop(val_losses, patience):
     """{"stop": the epoch after which to stop (or None), "best": the epoch whose weights to restore}."""
     ### BEGIN SOLUTION
@@ -247,7 +247,8 @@ def early_stop(val_losses, patience):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-early-stop", "role": "check"}
+# %% sweat={"id": "check-early-stop", "role": "check", "exercise": "early_stop", "title": "Exercise 1: the early-stopping rule"}
+from sweatlab.kit import check
 check("early_stop")
 
 # %% [markdown] sweat={"id": "early-stop-run-md"}
@@ -480,7 +481,7 @@ ax_save.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), fram
 # Write `predictive_entropy(probs)`: `probs` has shape `(T, N, C)`: T passes, N inputs, C classes, each
 # row summing to 1. Return an array of N entropies, in nats, of the mean over the T passes.
 
-# %% sweat={"id": "ex-entropy", "role": "answer"}
+# %% sweat={"id": "ex-entropy", "role": "answer", "exercise": "entropy"}
 def predictive_entropy(probs):
     """Entropy in nats of the mean prediction over axis 0: (T, N, C) -> (N,)."""
     ### BEGIN SOLUTION
@@ -490,7 +491,8 @@ def predictive_entropy(probs):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-entropy", "role": "check"}
+# %% sweat={"id": "check-entropy", "role": "check", "exercise": "entropy", "title": "Exercise 2: predictive entropy"}
+from sweatlab.kit import check
 check("entropy")
 
 # %% [markdown] sweat={"id": "mc-run-md"}
@@ -629,7 +631,7 @@ for k in range(K):
 # the FLOPs per sample of each block and of each exit (two lists of K numbers, in order), return the K
 # FLOPs per sample of an input that leaves at exit 1, 2, ..., K (as a list or an array).
 
-# %% sweat={"id": "ex-exit-costs", "role": "answer"}
+# %% sweat={"id": "ex-exit-costs", "role": "answer", "exercise": "exit_costs"}
 def exit_costs(block_flops, head_flops):
     """FLOPs per sample of an input leaving at each exit, in order."""
     ### BEGIN SOLUTION
@@ -637,7 +639,8 @@ def exit_costs(block_flops, head_flops):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-exit-costs", "role": "check"}
+# %% sweat={"id": "check-exit-costs", "role": "check", "exercise": "exit_costs", "title": "Exercise 3: what does leaving at exit k cost?"}
+from sweatlab.kit import check
 check("exit_costs")
 
 # %% sweat={"id": "exit-costs-table", "role": "demo"} tags=["nbval-check-output"]
@@ -667,7 +670,7 @@ print(f"the plain network (4 blocks, last exit only): {PLAIN_FLOPS:,} FLOPs per 
 # offline version here sees every exit's probabilities; the network itself, `exit_net.early_exit`, runs
 # each block only on the inputs still in, and the cells below check that both agree.)
 
-# %% sweat={"id": "ex-exit-rule", "role": "answer"}
+# %% sweat={"id": "ex-exit-rule", "role": "answer", "exercise": "exit_rule"}
 def exit_rule(exit_probs, threshold):
     """{"exit": first exit whose top probability > threshold (else the last), "pred": the class given there}."""
     ### BEGIN SOLUTION
@@ -680,7 +683,8 @@ def exit_rule(exit_probs, threshold):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-exit-rule", "role": "check"}
+# %% sweat={"id": "check-exit-rule", "role": "check", "exercise": "exit_rule", "title": "Exercise 4: the exit rule"}
+from sweatlab.kit import check
 check("exit_rule")
 
 # %% [markdown] sweat={"id": "exit-sweep-md"}
@@ -983,7 +987,7 @@ print(f"big model:   {BIG_FLOPS:,} FLOPs per digit ({BIG_FLOPS / SMALL_FLOPS:.0f
 # (`frugal.run_cascade`, measured below) runs the big model only on the inputs sent to it. So never use
 # the big model's output for an input that stays with the small one: the check fills those rows with NaN.
 
-# %% sweat={"id": "ex-cascade", "role": "answer"}
+# %% sweat={"id": "ex-cascade", "role": "answer", "exercise": "cascade"}
 def cascade(small_probs, big_probs, threshold):
     """{"pred": the cascade's class per input, "to_big": True where the small model is not confident}."""
     ### BEGIN SOLUTION
@@ -995,7 +999,8 @@ def cascade(small_probs, big_probs, threshold):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-cascade", "role": "check"}
+# %% sweat={"id": "check-cascade", "role": "check", "exercise": "cascade", "title": "Exercise 5: the cascade's policy"}
+from sweatlab.kit import check
 check("cascade")
 
 # %% [markdown] sweat={"id": "cascade-sweep-md"}

@@ -39,12 +39,12 @@ import numpy as np
 
 from sweatlab.topics import devices as D
 from sweatlab.measure import energy, records, roofline
-from sweatlab.kit.checks import LabChecks
+from sweatlab.kit import open_lab
 from sweatlab.measure.config import pick, quick
 from sweatlab.measure.hardware import describe
 from sweatlab.measure.timing import bench, format_seconds
 
-check = LabChecks("05_perf_per_watt")
+lab = open_lab("05_perf_per_watt")  # checks, stand-ins (labelled), the energy meter, quoted figures, the record
 QUICK = quick()  # SWEAT_QUICK=1 shrinks the sizes (tests and CI); the lab is written for full mode
 CORES = describe().usable_cores or os.cpu_count() or 1
 plt.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})
@@ -176,7 +176,7 @@ fig_roofs = D.plot_rooflines(SHOWN, workloads=[w.with_precision("bf16") for w in
 # Write `bytes_per_token(n_params, bits)`: how many bytes of weights one batch-1 decode step reads, for
 # weights stored in `bits` bits each.
 
-# %% sweat={"id": "ex-bytes", "role": "answer"}
+# %% sweat={"id": "ex-bytes", "role": "answer", "exercise": "bytes_per_token"}
 def bytes_per_token(n_params, bits):
     """Bytes of weights read by one batch-1 decode step."""
     ### BEGIN SOLUTION
@@ -184,7 +184,8 @@ def bytes_per_token(n_params, bits):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-bytes", "role": "check"}
+# %% sweat={"id": "check-bytes", "role": "check", "exercise": "bytes_per_token", "title": "Exercise 1: bytes per token"}
+from sweatlab.kit import check
 check("bytes_per_token")
 
 # %% [markdown] sweat={"id": "ex-tpj-task"}
@@ -193,7 +194,7 @@ check("bytes_per_token")
 # roof allows (bandwidth over bytes per token; GB/s means 10^9 bytes per second), divided by the power in
 # watts (a watt is a joule per second).
 
-# %% sweat={"id": "ex-tpj", "role": "answer"}
+# %% sweat={"id": "ex-tpj", "role": "answer", "exercise": "tokens_per_joule"}
 def tokens_per_joule(n_params, bits, bandwidth_gbs, watts):
     """Batch-1 decode tokens per joule when memory bandwidth limits the step."""
     ### BEGIN SOLUTION
@@ -202,7 +203,8 @@ def tokens_per_joule(n_params, bits, bandwidth_gbs, watts):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-tpj", "role": "check"}
+# %% sweat={"id": "check-tpj", "role": "check", "exercise": "tokens_per_joule", "title": "Exercise 2: tokens per joule on the memory roof"}
+from sweatlab.kit import check
 check("tokens_per_joule")
 
 # %% sweat={"id": "decode-table", "role": "demo"}
@@ -233,7 +235,7 @@ print("\n(devices without a published power figure are left out: Graviton3, TPU 
 # (inputs per joule at `watts`) and `"bound"` (`"memory"` or `"compute"`, whichever time is longer; a tie
 # counts as compute).
 
-# %% sweat={"id": "ex-step", "role": "answer"}
+# %% sweat={"id": "ex-step", "role": "answer", "exercise": "step_model"}
 def step_model(n_params, batch, bytes_per_param, peak_gflops, bandwidth_gbs, watts):
     """Roofline model of one step of `batch` inputs through `n_params` weights."""
     ### BEGIN SOLUTION
@@ -246,7 +248,8 @@ def step_model(n_params, batch, bytes_per_param, peak_gflops, bandwidth_gbs, wat
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-step", "role": "check"}
+# %% sweat={"id": "check-step", "role": "check", "exercise": "step_model", "title": "Exercise 3: one batched step on any device"}
+from sweatlab.kit import check
 check("step_model")
 
 # %% [markdown] sweat={"id": "ex-batch-task"}
@@ -255,7 +258,7 @@ check("step_model")
 # intensity (2 x batch FLOPs per weight over bytes_per_param bytes) reaches the device's ridge point
 # (peak / bandwidth, FLOP/byte). Never less than 1.
 
-# %% sweat={"id": "ex-batch", "role": "answer"}
+# %% sweat={"id": "ex-batch", "role": "answer", "exercise": "compute_bound_batch"}
 def compute_bound_batch(peak_gflops, bandwidth_gbs, bytes_per_param):
     """Smallest batch at which a step is compute-bound on this device."""
     ### BEGIN SOLUTION
@@ -264,7 +267,8 @@ def compute_bound_batch(peak_gflops, bandwidth_gbs, bytes_per_param):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-batch", "role": "check"}
+# %% sweat={"id": "check-batch", "role": "check", "exercise": "compute_bound_batch", "title": "Exercise 4: where does a device turn compute-bound?"}
+from sweatlab.kit import check
 check("compute_bound_batch")
 
 # %% sweat={"id": "model-table", "role": "demo"}
@@ -538,7 +542,7 @@ else:
 # `"name"`, `"seconds"` (per request) and `"joules"` (per request). Return the name of the device that meets
 # both budgets with the fewest joules, or `None` if no device meets both.
 
-# %% sweat={"id": "ex-choose", "role": "answer"}
+# %% sweat={"id": "ex-choose", "role": "answer", "exercise": "choose_device"}
 def choose_device(options, latency_budget_s, energy_budget_j):
     """Name of the device within both budgets that uses the fewest joules; None if none qualifies."""
     ### BEGIN SOLUTION
@@ -549,7 +553,8 @@ def choose_device(options, latency_budget_s, energy_budget_j):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-choose", "role": "check"}
+# %% sweat={"id": "check-choose", "role": "check", "exercise": "choose_device", "title": "Exercise 5: pick a device"}
+from sweatlab.kit import check
 check("choose_device")
 
 # %% sweat={"id": "decide", "role": "demo"}
@@ -613,7 +618,7 @@ print(f"peak per TDP watt, K80 die fp32 (2014 part) {k80_pw:.1f} GFLOP/J vs H100
 # ### Exercise 6: the compute-optimal model for a budget
 # Write `compute_optimal(compute_flops)` returning `{"params": N, "tokens": D}` with C = 6 N D and D = 20 N.
 
-# %% sweat={"id": "ex-optimal", "role": "answer"}
+# %% sweat={"id": "ex-optimal", "role": "answer", "exercise": "compute_optimal"}
 def compute_optimal(compute_flops):
     """Compute-optimal parameters and tokens for a training budget (Hoffmann et al. 2022's 20:1 rule)."""
     ### BEGIN SOLUTION
@@ -622,7 +627,8 @@ def compute_optimal(compute_flops):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-optimal", "role": "check"}
+# %% sweat={"id": "check-optimal", "role": "check", "exercise": "compute_optimal", "title": "Exercise 6: the compute-optimal model for a budget"}
+from sweatlab.kit import check
 check("compute_optimal")
 
 # %% sweat={"id": "optimal-demo", "role": "demo"}

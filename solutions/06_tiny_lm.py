@@ -55,10 +55,10 @@ import torch
 
 from sweatlab.measure import config, energy, records, roofline
 from sweatlab.topics import serve, tinylm
-from sweatlab.kit.checks import LabChecks
+from sweatlab.kit import open_lab
 from sweatlab.measure.hardware import describe
 
-check = LabChecks("06_tiny_lm")
+lab = open_lab("06_tiny_lm")  # checks, stand-ins (labelled), the energy meter, quoted figures, the record
 QUICK = config.quick()  # SWEAT_QUICK=1 shrinks the budgets (tests and CI); the lab is written for full mode
 THREADS = 1  # one thread per engine: steadier on a shared machine, and what each tensor-parallel rank gets
 torch.set_num_threads(THREADS)
@@ -145,7 +145,7 @@ print(f"speed model (RANDOM weights): {tinylm.n_params(speed):,} parameters, {as
 #   u = `np.random.default_rng(seed).random()` and return the first index whose cumulative probability exceeds
 #   u (`np.searchsorted(np.cumsum(p), u, side="right")`), as a Python `int`.
 
-# %% sweat={"id": "ex-sample", "role": "answer"}
+# %% sweat={"id": "ex-sample", "role": "answer", "exercise": "sample_next"}
 def sample_next(logits, temperature=1.0, seed=0):
     """The next token: argmax at temperature 0, else an inverse-CDF draw from softmax(logits / temperature)."""
     ### BEGIN SOLUTION
@@ -160,7 +160,8 @@ def sample_next(logits, temperature=1.0, seed=0):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-sample", "role": "check"}
+# %% sweat={"id": "check-sample", "role": "check", "exercise": "sample_next", "title": "Exercise 1: `sample_next(logits, temperature, seed)`"}
+from sweatlab.kit import check
 check("sample_next")
 
 # %% [markdown] sweat={"id": "generate-md"}
@@ -190,7 +191,7 @@ for temp in (0.0, 0.8):
 # (subtract the max), then the weighted sum of the value rows. Use `math.sqrt`, not `np.sqrt` (a float64 numpy
 # scalar turns float32 arrays into float64 under NumPy 2).
 
-# %% sweat={"id": "ex-attend", "role": "answer"}
+# %% sweat={"id": "ex-attend", "role": "answer", "exercise": "attend_one"}
 def attend_one(q, k_cache, v_cache):
     """softmax(k . q / sqrt(hd)) @ v for each head: (H, hd) from q (H, hd) and caches (H, T, hd)."""
     ### BEGIN SOLUTION
@@ -204,7 +205,8 @@ def attend_one(q, k_cache, v_cache):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-attend", "role": "check"}
+# %% sweat={"id": "check-attend", "role": "check", "exercise": "attend_one", "title": "Exercise 2: `attend_one(q, k_cache, v_cache)`"}
+from sweatlab.kit import check
 check("attend_one")
 
 # %% [markdown] sweat={"id": "numpy-md"}
@@ -283,7 +285,7 @@ plt.show()
 # (1.0 for an all-zero row), codes `round(w / scale)` clipped to [-127, 127], as `np.int8`; scales float32.
 # Dequantize: codes times the row's scale, float32.
 
-# %% sweat={"id": "ex-int8", "role": "answer"}
+# %% sweat={"id": "ex-int8", "role": "answer", "exercise": "quantize_int8"}
 def quantize_int8_rows(w):
     """(int8 codes, float32 scale per row): symmetric per-output-channel int8."""
     ### BEGIN SOLUTION
@@ -301,7 +303,8 @@ def dequantize_int8_rows(q, scale):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-int8", "role": "check"}
+# %% sweat={"id": "check-int8", "role": "check", "exercise": "quantize_int8", "title": "Exercise 3: `quantize_int8_rows(w)` and `dequantize_int8_rows(q, scale)`"}
+from sweatlab.kit import check
 check("quantize_int8")
 
 # %% [markdown] sweat={"id": "ex-int4-task"}
@@ -312,7 +315,7 @@ check("quantize_int8")
 # (`q[:, 0::2] | (q[:, 1::2] << 4)`). Return (packed uint8 (N, K/2), scales (N, K/group), lows (N, K/group)),
 # float32 for the last two. Dequantize: unpack, then code * scale + low per group.
 
-# %% sweat={"id": "ex-int4", "role": "answer"}
+# %% sweat={"id": "ex-int4", "role": "answer", "exercise": "quantize_int4"}
 def quantize_int4_groups(w, group=32):
     """(uint8 packed codes, float32 scales, float32 lows) of group-wise asymmetric int4."""
     ### BEGIN SOLUTION
@@ -338,7 +341,8 @@ def dequantize_int4_groups(packed, scale, low, group=32):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-int4", "role": "check"}
+# %% sweat={"id": "check-int4", "role": "check", "exercise": "quantize_int4", "title": "Exercise 4: `quantize_int4_groups(w, group)` and `dequantize_int4_groups(packed, scale, low, group)`"}
+from sweatlab.kit import check
 check("quantize_int4")
 
 # %% [markdown] sweat={"id": "ex-ppl-task"}
@@ -347,7 +351,7 @@ check("quantize_int4")
 # with log_softmax computed stably (log-sum-exp with the max subtracted). logits (T, 256), targets (T,).
 # A perplexity of 2.5 per byte means the model is, on average, as unsure as a fair choice between 2.5 bytes.
 
-# %% sweat={"id": "ex-ppl", "role": "answer"}
+# %% sweat={"id": "ex-ppl", "role": "answer", "exercise": "perplexity"}
 def perplexity(logits, targets):
     """exp(mean negative log-likelihood) of targets under logits."""
     ### BEGIN SOLUTION
@@ -359,7 +363,8 @@ def perplexity(logits, targets):
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-ppl", "role": "check"}
+# %% sweat={"id": "check-ppl", "role": "check", "exercise": "perplexity", "title": "Exercise 5: `perplexity(logits, targets)`"}
+from sweatlab.kit import check
 check("perplexity")
 
 # %% [markdown] sweat={"id": "ppl-md"}
@@ -601,7 +606,7 @@ print(f"ONNX Runtime: {ORT_TOK_S['onnxruntime']:.0f} steps/s (one byte each)   t
 # ring all-reduces, each `latency_s + 2 (n - 1) / n * message_bytes / bandwidth_bytes_s`. One node
 # communicates nothing.
 
-# %% sweat={"id": "ex-cost", "role": "answer"}
+# %% sweat={"id": "ex-cost", "role": "answer", "exercise": "cost_model"}
 def tp_seconds_per_token(compute_s, nodes, allreduces, message_bytes, latency_s, bandwidth_bytes_s):
     """Predicted seconds per token of a tensor-parallel decode step on `nodes` nodes."""
     ### BEGIN SOLUTION
@@ -612,7 +617,8 @@ def tp_seconds_per_token(compute_s, nodes, allreduces, message_bytes, latency_s,
     ### END SOLUTION
 
 
-# %% sweat={"id": "check-cost", "role": "check"}
+# %% sweat={"id": "check-cost", "role": "check", "exercise": "cost_model", "title": "Exercise 6: `tp_seconds_per_token(compute_s, nodes, allreduces, message_bytes, latency_s, bandwidth_bytes_s)`"}
+from sweatlab.kit import check
 check("cost_model")
 
 # %% [markdown] sweat={"id": "tp-md"}
