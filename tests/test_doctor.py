@@ -85,3 +85,39 @@ def test_doctor_imports_without_nbformat():
             "sys.exit(', '.join(heavy) or None)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def _no_inputs(monkeypatch, tmp_path):
+    for var in ("SWEAT_TDP_W", "SWEAT_CHIP_CORES", "SWEAT_TDP_SOURCE", "SWEAT_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+
+
+def test_energy_inputs_default_warn_and_say_how_to_set_them(monkeypatch, tmp_path):
+    _no_inputs(monkeypatch, tmp_path)
+    check = doctor.check_energy_inputs()
+    assert check.status == "warn" and "hypothetical" in check.detail and "280" in check.detail
+    assert "SWEAT_TDP_W" in check.fix and "sweatlab.ini" in check.fix
+
+
+def test_energy_inputs_from_a_config_file_in_the_course_folder(monkeypatch, tmp_path):
+    _no_inputs(monkeypatch, tmp_path)
+    (tmp_path / "sweatlab.ini").write_text("[energy]\ntdp_w = 15\nchip_cores = 4\nsource = i5-1135G7 datasheet\n")
+    (tmp_path / "labs").mkdir()
+    monkeypatch.chdir(tmp_path / "labs")  # a notebook runs in labs/: the file one folder up is found
+    check = doctor.check_energy_inputs()
+    assert check.status == "ok" and "15 W, 4 cores" in check.detail and "i5-1135G7" in check.detail
+
+
+def test_energy_inputs_from_the_environment_win_and_bad_ones_fail(monkeypatch, tmp_path):
+    _no_inputs(monkeypatch, tmp_path)
+    (tmp_path / "sweatlab.ini").write_text("[energy]\ntdp_w = 15\nchip_cores = 4\n")
+    monkeypatch.setenv("SWEAT_TDP_W", "65")
+    monkeypatch.setenv("SWEAT_CHIP_CORES", "8")
+    assert "65 W, 8 cores" in doctor.check_energy_inputs().detail
+    monkeypatch.setenv("SWEAT_CHIP_CORES", "eight")
+    bad = doctor.check_energy_inputs()
+    assert bad.status == "fail" and "SWEAT_CHIP_CORES" in bad.detail
+    monkeypatch.delenv("SWEAT_CHIP_CORES")
+    assert doctor.check_energy_inputs().status == "fail"  # one of the two alone is an error, not the default

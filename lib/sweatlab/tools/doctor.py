@@ -151,6 +151,21 @@ def check_energy() -> Check:
     return Check("energy sensors", "warn", "none readable, labs show labelled estimates (" + reasons + ")")
 
 
+def check_energy_inputs() -> Check:
+    """The TDP and core count every lab's energy estimate uses, and where they were read."""
+    from sweatlab.measure.energy import CONFIG_FILE, estimate_inputs
+
+    how = (f"set SWEAT_TDP_W and SWEAT_CHIP_CORES (your CPU's datasheet TDP in watts and its cores), or write "
+           f"[energy] tdp_w = ... and chip_cores = ... in {CONFIG_FILE} in the course folder")
+    try:
+        inputs = estimate_inputs()
+    except ValueError as exc:
+        return Check("energy estimate inputs", "fail", str(exc).split(";")[0], how)
+    if inputs.hypothetical:
+        return Check("energy estimate inputs", "warn", f"the course's hypothetical default: {inputs}", how)
+    return Check("energy estimate inputs", "ok", str(inputs))
+
+
 def check_gpu() -> Check:
     from sweatlab.measure.hardware import describe
 
@@ -178,6 +193,7 @@ def run_checks() -> list[Check]:
     checks += _guard("cpu", check_cpu)
     checks += _guard("numba JIT", check_numba)
     checks += _guard("energy sensors", check_energy)
+    checks += _guard("energy estimate inputs", check_energy_inputs)
     checks += _guard("gpu", check_gpu)
     return checks
 
