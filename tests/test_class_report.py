@@ -188,7 +188,8 @@ def test_every_kind_of_bad_file_is_skipped_with_its_reason(class_folder):
 @pytest.mark.parametrize("content, reason", [
     ("[]", "an empty list"),
     ('"just a string"', "not a sweatlab record (a JSON str"),
-    (json.dumps(rec("07_future", ZEN4, {"x": 1})), "lab '07_future' is not one this report knows"),
+    (json.dumps(rec("7_future", ZEN4, {"x": 1})), "lab '7_future' is not a lab's name"),
+    (json.dumps(rec("07_future", ZEN4, {"note": "text only"})), "no number in its values"),
     (json.dumps({"lab": "00_measure", "values": {"peak_gflops_fp32": 1, "bandwidth_gbs": 1}}), "'machine' is missing"),
     (json.dumps(rec("00_measure", ZEN4, {"peak_gflops_fp32": 1, "bandwidth_gbs": 1}, utc="yesterday")),
      "'utc' is 'yesterday', not an ISO time"),
@@ -318,12 +319,26 @@ def test_screenshot_in_headless_chromium(class_folder, tmp_path):
 
 def test_lab02_reads_the_shape_the_lab_records():
     """Lab 02 records its peaks per core count and its ISA speed-ups per switch and operation."""
-    from sweatlab.tools.class_report import _lab02
+    from sweatlab.labs.lab02_simd.record import extract
 
-    got = _lab02({"gflops": {"numba_naive": 2.0, "blas_fp32": 100.0, "torch_bf16": None},
+    got = extract({"gflops": {"numba_naive": 2.0, "blas_fp32": 100.0, "torch_bf16": None},
                   "hardware_peak_gflops": {"fp32_1_core": 59.0, "fp32_all_cores": 118.0, "bf16_all_cores": None},
                   "isa_speedups": {"numpy: baseline only": {"exp float32": 3.2, "add float32": 1.0},
                                    "oneDNN: avx512_core": {"matmul bf16": None}}})
     assert got[("GFLOP/s", "hardware peak")] == 118.0
     assert got[("ISA speed-up", "numpy: baseline only: exp float32")] == 3.2
     assert ("GFLOP/s", "torch_bf16") not in got and not any("oneDNN" in k[1] for k in got)
+
+
+def test_a_lab_that_declares_no_report_is_pooled_from_its_numbers(tmp_path):
+    """A new lab needs no edit to the report: its record's numbers are grouped by their top-level key."""
+    folder = tmp_path / "class"
+    for who, x in (("ann", 2.0), ("ben", 3.0)):
+        (folder / who).mkdir(parents=True)
+        (folder / who / "records.jsonl").write_text(json.dumps(rec("07_many_nodes", ZEN4, {
+            "speedup": x, "tokens_per_s": {"1 node": 10.0 * x, "2 nodes": 18.0 * x}, "note": "ok"})) + "\n")
+    pool = CR.load_folder(folder)
+    assert not pool.skipped and {e.lab for e in pool.entries} == {"07_many_nodes"}
+    assert pool.entries[0].metrics[("tokens_per_s", "2 nodes")] in (36.0, 54.0)
+    page = CR.render(pool)
+    assert "Lab 07: many nodes" in page and "2 nodes" in page

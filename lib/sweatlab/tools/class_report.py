@@ -34,13 +34,16 @@ import math
 import re
 import statistics
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Entry", "Skipped", "Pool", "Outlier", "RecordError", "LABS", "FAMILIES", "cpu_family", "learner_name",
+from sweatlab.course.layout import LAB_NAME_RE
+from sweatlab.kit.report import LabReport, RecordError, report_of
+
+__all__ = ["Entry", "Skipped", "Pool", "Outlier", "RecordError", "FAMILIES", "cpu_family", "learner_name",
            "parse_record", "load_folder", "latest", "find_outliers", "render", "main", "OUTLIER_RULE", "FAMILY_RULE"]
 
 MAX_FILE_BYTES = 20 * 2**20  # a record file is a few KiB per record; anything bigger is not one
@@ -66,10 +69,6 @@ OUTLIER_RULE = ("A value is flagged when, on a log scale, it lies more than 3 sc
 FAMILY_FACTOR = 2.0
 CLASS_FACTOR = 10.0
 MAD_SCALE = 1.4826
-
-
-class RecordError(ValueError):
-    """A record this report cannot use; the message says what is wrong with it."""
 
 
 @dataclass
@@ -148,176 +147,6 @@ def cpu_family(machine: dict[str, Any] | None) -> str:
     return "Unknown CPU"
 
 
-# ## The numbers each lab's record holds
-
-
-def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _number(values: dict[str, Any], key: str, *, required: bool, positive: bool = True, where: str = "") -> float | None:
-    where = where or f"values[{key!r}]"
-    if key not in values or values[key] is None:
-        if required:
-            raise RecordError(f"{where} is missing")
-        return None
-    v = values[key]
-    if not _is_num(v) or (positive and v <= 0):
-        raise RecordError(f"{where} is {v!r}, not a {'positive ' if positive else ''}number")
-    return float(v)
-
-
-def _numbers(values: dict[str, Any], key: str, *, required: bool, order: Iterable[str] = ()) -> dict[str, float]:
-    """values[key] as {name: number}: None entries are left out, anything else non-numeric is an error."""
-    d = values.get(key)
-    if d is None:
-        if required:
-            raise RecordError(f"values[{key!r}] is missing")
-        return {}
-    if not isinstance(d, dict):
-        raise RecordError(f"values[{key!r}] is a {type(d).__name__}, not a dict of numbers")
-    names = [k for k in order if k in d] + [k for k in d if k not in order]
-    out = {}
-    for name in names:
-        v = d[name]
-        if v is None or (isinstance(v, str) and name == "kind"):
-            continue
-        if not _is_num(v) or v <= 0:
-            raise RecordError(f"values[{key!r}][{name!r}] is {v!r}, not a positive number")
-        out[name] = float(v)
-    if required and not out:
-        raise RecordError(f"values[{key!r}] holds no number")
-    return out
-
-
-def _lab00(v: dict[str, Any]) -> dict[tuple[str, str], float]:
-    out = {("GFLOP/s fp32", "peak, all cores"): _number(v, "peak_gflops_fp32", required=True),
-           ("GB/s", "bandwidth, all cores"): _number(v, "bandwidth_gbs", required=True)}
-    one = _number(v, "peak_gflops_fp32_1core", required=False)
-    if one:
-        out["GFLOP/s fp32", "peak, 1 core"] = one
-    bw1 = _number(v, "bandwidth_gbs_1core", required=False)
-    if bw1:
-        out["GB/s", "bandwidth, 1 core"] = bw1
-    return out  # type: ignore[return-value]
-
-
-RUNGS_01 = ["python_ijk", "python_ikj", "numpy_rows", "numba_ijk", "numba_ikj", "numba_tiled", "blas"]
-
-
-def _lab01(v: dict[str, Any]) -> dict[tuple[str, str], float]:
-    return {("GFLOP/s", k): x for k, x in _numbers(v, "gflops", required=True, order=RUNGS_01).items()}
-
-
-RUNGS_02 = ["numba_naive", "numba_fastmath", "numba_microkernel", "numba_microkernel_parallel", "blas_fp32",
-            "torch_fp32", "torch_bf16"]
-
-
-def _lab02(v: dict[str, Any]) -> dict[tuple[str, str], float]:
-    out = {("GFLOP/s", k): x for k, x in _numbers(v, "gflops", required=True, order=RUNGS_02).items()}
-    # the lab records {"fp32_1_core", "fp32_all_cores", "bf16_all_cores"}; the ladder's ceiling is fp32 on all cores
-    hw = v.get("hardware_peak_gflops")
-    hw = hw.get("fp32_all_cores") if isinstance(hw, dict) else hw
-    if _is_num(hw) and hw > 0:
-        out["GFLOP/s", "hardware peak"] = float(hw)
-    # {switch: {operation: speed-up}}: one entry per switch and operation
-    for switch, ops in (v.get("isa_speedups") or {}).items() if isinstance(v.get("isa_speedups"), dict) else ():
-        pairs = ops.items() if isinstance(ops, dict) else [("", ops)]
-        for op, x in pairs:
-            if _is_num(x) and x > 0:
-                out["ISA speed-up", f"{switch}: {op}" if op else str(switch)] = float(x)
-    return out
-
-
-def _lab03(v: dict[str, Any]) -> dict[tuple[str, str], float]:
-    out: dict[tuple[str, str], float] = {}
-    rows = v.get("rows")
-    if rows is not None:
-        if not isinstance(rows, dict):
-            raise RecordError(f"values['rows'] is a {type(rows).__name__}, not a dict of variants")
-        lat = {}
-        for name, row in rows.items():
-            if not isinstance(row, dict):
-                raise RecordError(f"values['rows'][{name!r}] is not a dict")
-            x = _number(row, "latency_ms_big", required=False, where=f"values['rows'][{name!r}]['latency_ms_big']")
-            if x:
-                lat[name] = x
-        base = next((b for b in ("ORT fp32", "torch fp32") if b in lat), None)
-        if base:
-            for name, x in lat.items():
-                if name != base:
-                    out["speed-up over " + base, name] = lat[base] / x
-    for key, label in (("ort_int8_speedup_big", "ORT int8 dynamic"), ("ort_int8_static_speedup_big", "ORT int8 static")):
-        x = _number(v, key, required=False)
-        if x:
-            out["int8 speed-up (paired timing)", label] = x
-    if not out:
-        raise RecordError("no speed-up in it: values['ort_int8_speedup_big'] and values['rows'] latencies are missing")
-    return out
-
-
-def _lab04(v: dict[str, Any]) -> dict[tuple[str, str], float]:
-    ee = v.get("early_exit")
-    if not isinstance(ee, dict):
-        raise RecordError("values['early_exit'] is missing or not a dict")
-    out = {("early exit", "FLOPs saved (%)"): _number(ee, "flops_saved_pct", required=True, positive=False,
-                                                      where="values['early_exit']['flops_saved_pct']")}
-    acc = _number(ee, "accuracy_change_pts", required=False, positive=False,
-                  where="values['early_exit']['accuracy_change_pts']")
-    if acc is not None:
-        out["early exit", "accuracy change (points)"] = acc
-    return out  # type: ignore[return-value]
-
-
-def _lab05(v: dict[str, Any]) -> dict[tuple[str, str], float]:
-    measured = v.get("measured")
-    if not isinstance(measured, list) or not measured:
-        raise RecordError("values['measured'] is missing or empty: it should list the workloads measured")
-    out: dict[tuple[str, str], float] = {}
-    for i, row in enumerate(measured):
-        if not isinstance(row, dict) or not isinstance(row.get("workload"), str):
-            raise RecordError(f"values['measured'][{i}] has no 'workload' name")
-        name = row["workload"] + ("" if row.get("device") in (None, "this CPU") else f" ({row['device']})")
-        out["inferences per second", name] = _number(row, "throughput", required=True,
-                                                     where=f"values['measured'][{i}]['throughput']")  # type: ignore[assignment]
-        j = _number(row, "joules", required=False, where=f"values['measured'][{i}]['joules']")
-        if j:
-            out["inferences per joule", name] = 1.0 / j
-    return out
-
-
-def _lab06(v: dict[str, Any]) -> dict[tuple[str, str], float]:
-    out = {("tokens per second", k): x for k, x in _numbers(
-        v, "tokens_per_s", required=True, order=["fp32", "int8_dequant", "int8_kernel", "int4_dequant"]).items()}
-    out.update({("tokens per joule", k): x for k, x in _numbers(v, "tokens_per_joule", required=False).items()})
-    kv = _number(v, "kv_cache_speedup", required=False)
-    if kv:
-        out["KV-cache speed-up", "decode"] = kv
-    return out
-
-
-@dataclass(frozen=True)
-class LabSpec:
-    """How the report reads and shows one lab: its numbers, and which groups of them get a plot."""
-
-    title: str
-    extract: Callable[[dict[str, Any]], dict[tuple[str, str], float]]
-    plots: tuple[str, ...] = ()  # groups plotted as a strip (one point per machine per name)
-    ladder: bool = False  # join each machine's points with a line (an ordered ladder)
-    log: bool = True
-
-
-LABS: dict[str, LabSpec] = {
-    "00_measure": LabSpec("Lab 00: peak compute and bandwidth (roofline)", _lab00),
-    "01_matmul": LabSpec("Lab 01: the matmul ladder", _lab01, ("GFLOP/s",), ladder=True),
-    "02_simd": LabSpec("Lab 02: SIMD and threads", _lab02, ("GFLOP/s",), ladder=True),
-    "03_quantize": LabSpec("Lab 03: quantization speed-ups", _lab03,
-                           ("speed-up over ORT fp32", "speed-up over torch fp32", "int8 speed-up (paired timing)")),
-    "04_less": LabSpec("Lab 04: doing less work", _lab04, log=False),
-    "05_perf_per_watt": LabSpec("Lab 05: performance per watt", _lab05,
-                                ("inferences per joule", "inferences per second")),
-    "06_tiny_lm": LabSpec("Lab 06: a tiny LM on a CPU", _lab06, ("tokens per second", "tokens per joule")),
-}
 
 
 # ## Loading
@@ -339,15 +168,15 @@ def parse_record(obj: Any, learner: str, source: str) -> Entry:
         kind = type(obj).__name__ if not isinstance(obj, dict) else "object with keys " + ", ".join(sorted(obj)[:5])
         raise RecordError(f"not a sweatlab record (a JSON {kind}; a record has 'lab', 'values', 'machine', 'utc')")
     lab = obj["lab"]
-    if not isinstance(lab, str) or lab not in LABS:
-        raise RecordError(f"lab {lab!r} is not one this report knows ({', '.join(LABS)})")
+    if not isinstance(lab, str) or not LAB_NAME_RE.match(lab):
+        raise RecordError(f"lab {lab!r} is not a lab's name (NN_topic, e.g. 01_matmul)")
     if not isinstance(obj["values"], dict):
         raise RecordError(f"'values' is a {type(obj['values']).__name__}, not a dict")
     machine = obj.get("machine")
     if not isinstance(machine, dict):
         raise RecordError("'machine' is missing: the record cannot be placed in a CPU family")
     utc = _parse_utc(obj.get("utc"))
-    metrics = LABS[lab].extract(obj["values"])
+    metrics = report_of(lab).extract(obj["values"])
     own = obj.get("learner")
     return Entry(learner=own.strip() if isinstance(own, str) and own.strip() else learner, lab=lab, utc=utc,
                  machine=machine, values=obj["values"], metrics=metrics, source=source)
@@ -579,7 +408,7 @@ def _families(entries: Iterable[Entry]) -> list[str]:
     return sorted({e.family for e in entries}, key=_family_rank)
 
 
-def plot_groups(spec: LabSpec, entries: list[Entry], flagged: set[tuple[str, str, str, str]]) -> str | None:
+def plot_groups(spec: LabReport, entries: list[Entry], flagged: set[tuple[str, str, str, str]]) -> str | None:
     """One panel per plotted group of `spec`: a point per machine per name, by family colour; base64 PNG."""
     groups = [g for g in spec.plots if any(k[0] == g for e in entries for k in e.metrics)]
     if not groups:
@@ -721,12 +550,11 @@ def render(pool: Pool, title: str = "Class report") -> str:
     parts += ["<h2>Machines by CPU family</h2>", f'<p class="rule">{_e(FAMILY_RULE)}</p>',
               f"<table><tr><th>family</th><th>learners</th><th>who</th><th>CPUs</th></tr>{''.join(fam_rows)}</table>"]
 
-    for lab, spec in LABS.items():
+    for lab in sorted({e.lab for e in used}):
+        spec = report_of(lab)
         es = [e for e in used if e.lab == lab]
-        if not es:
-            continue
         parts.append(f'<h2 id="lab-{lab}">{_e(spec.title)} <small>({len(es)} machine{"s" * (len(es) != 1)})</small></h2>')
-        png = plot_roofline(es, {(o.learner, o.lab) for o in outliers if o.lab == lab}) if lab == "00_measure" \
+        png = plot_roofline(es, {(o.learner, o.lab) for o in outliers if o.lab == lab}) if spec.roofline \
             else plot_groups(spec, es, flagged)
         if png:
             parts.append(f'<img alt="{_e(spec.title)}" src="data:image/png;base64,{png}">')
