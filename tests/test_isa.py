@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from sweatlab.measure import hardware, peak
-from sweatlab.topics import isa
+from sweatlab.measure import hardware, onednn, peak
+from sweatlab.topics import isa, isa_jobs
 
 X86_FLAGS = ("sse2", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
              "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
@@ -137,9 +137,9 @@ dnnl_verbose,exec,cpu,reorder,jit:uni,undef,src_f32::blocked:ab:f0,,,64x64,0.01
 
 
 def test_onednn_log_gives_the_isa_and_each_kernel():
-    assert isa.onednn_isa_line(LOG) == "Intel AVX-512 with Intel DL Boost and bfloat16 support"
+    assert onednn.isa_line(LOG) == "Intel AVX-512 with Intel DL Boost and bfloat16 support"
     assert isa.onednn_kernels(LOG) == ["matmul:brg_matmul:avx512_core_bf16", "gemm_api:(no name)", "reorder:jit:uni"]
-    assert isa.onednn_isa_line("nothing") is None and isa.onednn_kernels("") == []
+    assert onednn.isa_line("nothing") is None and isa.onednn_kernels("") == []
 
 
 def test_speedups_are_switched_over_default_best_times():
@@ -199,7 +199,7 @@ def test_oversubscription_job_reports_both_thread_settings():
     assert result.ok, result.stderr[-500:]
     assert result.value["threads_note"].endswith("x BLAS 1") and result.value["best_s"] > 0
     with pytest.raises(ValueError):
-        isa._oversubscription_case("nested pools", False, 1, 8, 1)
+        isa_jobs._oversubscription_case("nested pools", False, 1, 8, 1)
 
 
 def test_a_family_row_is_plain_data():

@@ -421,8 +421,9 @@ def _onednn_isa() -> str | None:
             torch.zeros(8, 8).to_mkldnn()  # the smallest oneDNN call: one reorder
 
     text = capture_fd1(smallest_call)
-    m = re.search(r"onednn_verbose,[^\n]*?,cpu,isa:([^\n]+)", text) or re.search(r"dnnl_verbose,info,cpu,isa:([^\n]+)", text)
-    return m.group(1).strip() if m else None
+    from sweatlab.measure.onednn import isa_line
+
+    return isa_line(text)
 
 
 def _torch_facts(reasons: dict[str, str], import_torch: bool) -> dict[str, Any]:

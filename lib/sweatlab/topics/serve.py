@@ -29,15 +29,14 @@ import io
 import json
 import logging
 import os
-import re
-import subprocess
-import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+from sweatlab.measure import fresh, onednn
 
 __all__ = [
     "torch_int8_engines",
@@ -416,25 +415,11 @@ class OneDnnRun:
 
 def parse_onednn_kernels(text: str) -> tuple[str | None, list[str]]:
     """(the ISA line, the distinct kernels of executed int8 matmuls) from ONEDNN_VERBOSE output."""
-    isa = None
-    m = re.search(r"(?:onednn|dnnl)_verbose,(?:v\d+,)?info,cpu,isa:([^\n]+)", text)
-    if m:
-        isa = m.group(1).strip()
-    kernels = []
-    for line in text.splitlines():
-        if ",exec,cpu," not in line or ("matmul" not in line and "inner_product" not in line):
-            continue
-        if not re.search(r"src:[su]8", line):
-            continue
-        fields = line.split(",")
-        try:
-            where = fields.index("cpu")
-            kernel = fields[where + 2]
-        except (ValueError, IndexError):
-            continue
-        if kernel not in kernels:
-            kernels.append(kernel)
-    return isa, kernels
+    kernels: list[str] = []
+    for p in onednn.executed(text):
+        if p.kind in ("matmul", "inner_product") and p.int8_source and p.impl not in kernels:
+            kernels.append(p.impl)
+    return onednn.isa_line(text), kernels
 
 
 _CHILD = r"""
@@ -443,6 +428,7 @@ import torch
 from sweatlab.measure.energy import EnergyMeter
 from sweatlab.topics.serve import torch_dynamic_int8
 from sweatlab.measure.timing import compare
+from sweatlab.measure.fresh import report
 torch.set_num_threads(int(sys.argv[1]))
 sizes, batch, budget = json.loads(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 power = json.loads(sys.argv[5])
@@ -470,7 +456,7 @@ with torch.inference_mode():
         joules[name] = None if reading.joules is None else reading.joules / calls
 out = {"fp32_ms": r.median_a_s * 1e3, "int8_ms": r.median_b_s * 1e3, "ratio": r.ratio,
        "fp32_j": joules["fp32"], "int8_j": joules["int8"], "energy_kind": kind}
-print("RESULT " + json.dumps(out))
+report(out)
 """
 
 
@@ -507,26 +493,13 @@ def onednn_int8_run(label: str, isa_cap: str | None, sizes: Sequence[int], batch
     ``energy_meter``: keyword arguments for the child's :class:`sweatlab.measure.energy.EnergyMeter` (e.g. a labelled
     estimate: ``{"estimate": True, "tdp_w": 280, ...}``); each side then runs alone for a while under a meter.
     Random weights: the speed of a matrix product does not depend on the values."""
-    env = dict(os.environ)
-    env.pop("ONEDNN_VERBOSE", None)
-    env.pop("DNNL_VERBOSE", None)
-    if isa_cap:
-        env["ONEDNN_MAX_CPU_ISA"] = isa_cap
-    else:
-        env.pop("ONEDNN_MAX_CPU_ISA", None)
-    lib = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = lib + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    args = [sys.executable, "-c", _CHILD, str(threads), json.dumps(list(sizes)), str(batch), str(budget_s),
-            json.dumps(energy_meter or {})]
-    try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, env=env)
-    except subprocess.TimeoutExpired:
-        return OneDnnRun(label, isa_cap, None, (), None, None, None, f"timed out after {timeout_s:g} s")
-    isa, kernels = parse_onednn_kernels(proc.stdout)
-    result = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not result:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return OneDnnRun(label, isa_cap, isa, tuple(kernels), None, None, None, f"the child process failed: {last}")
-    data = json.loads(result[-1][len("RESULT "):])
+    env = {"ONEDNN_MAX_CPU_ISA": isa_cap} if isa_cap else {}
+    run = fresh.run_code(_CHILD, env, [str(threads), json.dumps(list(sizes)), str(batch), str(budget_s),
+                                       json.dumps(energy_meter or {})], timeout=timeout_s)
+    isa, kernels = parse_onednn_kernels(run.log)
+    if not run.ok:
+        why = f"timed out after {timeout_s:g} s" if "did not finish" in run.error else f"the child process failed: {run.error}"
+        return OneDnnRun(label, isa_cap, isa, tuple(kernels), None, None, None, why)
+    data = run.value
     return OneDnnRun(label, isa_cap, isa, tuple(kernels), data["fp32_ms"], data["int8_ms"], data["ratio"],
                      fp32_j=data["fp32_j"], int8_j=data["int8_j"], energy_kind=data["energy_kind"])
