@@ -3,7 +3,7 @@
 - its solution passes every public check, and its blank lab fails every one as "not written";
 - a `check("x")` cell for each registered exercise, in the order the checks module registers them;
 - a deck `slides/NN_topic.md` that builds;
-- one `records.record("NN_topic", ...)` call carrying exactly the keys the lab declares;
+- one `lab.record(...)` call carrying exactly the keys the lab declares;
 - an opening cell stating the measured compute time (quick and full mode) and the estimated work time.
 
 What is particular to one lab (the wrong answers each check must reject) stays in `tests/test_labNN.py`.
@@ -46,7 +46,7 @@ def _exercises(name: str) -> list[str]:
     try:
         return LabChecks(name).exercises
     except KeyError:
-        pytest.fail(f"{name} has no checks module: write lib/sweatlab/checks/lab{name}.py")
+        pytest.fail(f"{name} has no checks module: write lib/sweatlab/labs/lab{name}/checks.py")
 
 
 def test_the_course_has_labs():
@@ -81,9 +81,10 @@ def test_the_blank_lab_fails_every_check_as_not_written(lab, blank):
 def test_each_exercise_has_one_check_cell_in_the_registered_order(lab):
     name, nb = lab
     cells = cells_with_role(nb, "check")
-    calls = [re.fullmatch(r"""check\(\s*["'](\w+)["']\s*\)""", c.source.strip()) for c in cells]
+    calls = [re.fullmatch(r"""from sweatlab\.kit import check\n+check\(\s*["'](\w+)["']\s*\)""", c.source.strip())
+             for c in cells]
     odd = [c.id for c, m in zip(cells, calls) if not m]
-    assert not odd, f"check cells must hold only check(\"exercise\"): {odd}"
+    assert not odd, f"check cells must hold only `from sweatlab.kit import check` and check(\"exercise\"): {odd}"
     assert [m.group(1) for m in calls] == _exercises(name), (
         "the check cells and the exercises registered in the checks module differ (names or order)")
 
@@ -116,7 +117,7 @@ def _parse(source: str) -> ast.Module | None:
 def _record_calls(tree: ast.Module | None) -> list[ast.Call]:
     def is_record(func) -> bool:
         return (isinstance(func, ast.Attribute) and func.attr == "record" and isinstance(func.value, ast.Name)
-                and func.value.id == "records") or (isinstance(func, ast.Name) and func.id == "record")
+                and func.value.id in ("lab", "records")) or (isinstance(func, ast.Name) and func.id == "record")
 
     return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and is_record(n.func)] if tree else []
 
@@ -163,11 +164,11 @@ def test_the_record_carries_the_keys_the_lab_declares(lab):
     name, nb = lab
     found = [(cell, call) for cell in nb.cells if cell.cell_type == "code"
              for call in _record_calls(_parse(cell.source))]
-    assert len(found) == 1, f"{name} must call records.record(...) once, in its record cell; found {len(found)}"
+    assert len(found) == 1, f"{name} must call lab.record(...) once, in its record cell; found {len(found)}"
     [(cell, call)] = found
     where = f"{name}, cell '{cell.id}'"
-    assert call.args and isinstance(call.args[0], ast.Constant) and call.args[0].value == name, (
-        f"{where}: the record's first argument must be the lab's name, {name!r}")
+    through_kit = isinstance(call.func, ast.Attribute) and call.func.value.id == "lab"
+    assert through_kit and not call.args, f"{where}: record through the kit, lab.record(key=value, ...)"
     assert all(kw.arg for kw in call.keywords), f"{where}: name every recorded value (no **values)"
     recorded = [kw.arg for kw in call.keywords]
     declared = _declared_keys(name, cell)

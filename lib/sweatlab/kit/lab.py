@@ -140,9 +140,9 @@ class Lab:
 
 
 def open_lab(name: str, namespace: dict[str, Any] | None = None) -> Lab:
-    """The kit of lab ``name`` for this notebook (its ``__main__`` namespace unless one is given)."""
+    """The kit of lab ``name`` for the namespace of the cell that calls it (a notebook's, unless one is given)."""
     if namespace is None:
-        namespace = vars(sys.modules["__main__"])
+        namespace = sys._getframe(1).f_globals
     lab = Lab(name, namespace)
     namespace[LAB_KEY] = lab
     return lab
@@ -156,7 +156,7 @@ NOT_SET_UP = ("✗ {exercise}: this notebook's setup cell has not run in this ke
 def check(exercise: str, namespace: dict[str, Any] | None = None) -> None:
     """A check cell's call: the public tests of ``exercise`` on the functions of this notebook."""
     if namespace is None:
-        namespace = vars(sys.modules["__main__"])
+        namespace = sys._getframe(1).f_globals
     lab = namespace.get(LAB_KEY)
     if not isinstance(lab, Lab):
         print(NOT_SET_UP.format(exercise=exercise))
