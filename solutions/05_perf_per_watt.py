@@ -28,7 +28,8 @@
 #
 # Six exercises, each a function of plain numbers followed by a `check(...)` cell: `bytes_per_token`,
 # `tokens_per_joule`, `step_model`, `compute_bound_batch`, `choose_device`, `compute_optimal`. Until you
-# write one, the cells that use it fall back to the course library's version and say so.
+# write one, the cells that use it run the lab's stand-in (the course's version) instead, say so once, and
+# mark its numbers " (stand-in)" in text and plots.
 
 # %% sweat={"id": "setup", "role": "setup"}
 import math
@@ -37,51 +38,17 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sweatlab.topics import devices as D
-from sweatlab.measure import energy, records, roofline
 from sweatlab.kit import open_lab
+from sweatlab.measure import energy, records, roofline
 from sweatlab.measure.config import pick, quick
 from sweatlab.measure.hardware import describe
 from sweatlab.measure.timing import bench, format_seconds
+from sweatlab.topics import devices as D
 
 lab = open_lab("05_perf_per_watt")  # checks, stand-ins (labelled), the energy meter, quoted figures, the record
 QUICK = quick()  # SWEAT_QUICK=1 shrinks the sizes (tests and CI); the lab is written for full mode
 CORES = describe().usable_cores or os.cpu_count() or 1
 plt.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})
-
-# Energy of this CPU: measured where it has a sensor (RAPL), else a labelled *estimate* (lab 00, section 8):
-# power = TDP x (cores used / cores of the chip) x CPU utilisation. The inputs below are hypothetical: a
-# 280 W, 64-core chip (AMD EPYC 7763) of which this process uses CORES cores. Put your CPU's TDP and core
-# count (its datasheet) in MY_TDP_W and MY_CHIP_CORES.
-MY_TDP_W, MY_CHIP_CORES = None, None
-if MY_TDP_W and MY_CHIP_CORES:
-    TDP_W, CHIP_CORES, TDP_SOURCE = float(MY_TDP_W), int(MY_CHIP_CORES), "your datasheet"
-else:
-    TDP_W, CHIP_CORES, TDP_SOURCE = 280.0, 64, "hypothetical: AMD EPYC 7763, 280 W, 64 cores"
-
-
-def cpu_meter():
-    """A fresh CPU energy meter: a sensor where there is one, else the labelled estimate."""
-    return energy.EnergyMeter(estimate=True, tdp_w=TDP_W, host_cores=CHIP_CORES, cores_used=CORES,
-                              tdp_source=TDP_SOURCE, poll_s=None)
-
-
-_fallback_noted = set()
-
-
-def mine_or_reference(name, reference):
-    """Your function `name` once you have written it; until then the library's, with a note."""
-
-    def call(*args, **kwargs):
-        try:
-            return globals()[name](*args, **kwargs)
-        except NotImplementedError:
-            if name not in _fallback_noted:
-                _fallback_noted.add(name)
-                print(f"({name} is not written yet: using the course library's version for now)")
-            return reference(*args, **kwargs)
-
-    return call
 
 
 def fmt(x, unit=""):
@@ -93,6 +60,12 @@ def fmt(x, unit=""):
 
 print(f"quick mode: {QUICK}; cores this process may use: {CORES}")
 print(describe())
+# This CPU's energy: measured where it has a sensor (RAPL), else a labelled *estimate* (lab 00, section 8):
+# power = TDP x (cores used / cores of the chip) x CPU utilisation, from the inputs printed here.
+print(f"energy estimate's inputs: {lab.energy}")
+if lab.energy.hypothetical:
+    print("  (hypothetical: to make the estimate yours, set SWEAT_TDP_W and SWEAT_CHIP_CORES before starting "
+          "JupyterLab, or write them in sweatlab.ini; `sweatlab doctor` shows which inputs are in use)")
 
 # %% [markdown] sweat={"id": "sec-table"}
 # ## 1. The device table, and what each number is
@@ -130,7 +103,7 @@ print(f"  source: {h100.bandwidth.source}")
 #
 # Your CPU's row comes from its measured roofline (lab 00's `roofline.measure`): the best matmul rate per
 # precision and the triad bandwidth, all cores. Its power: a sensor's reading where there is one, else the
-# labelled estimate from the setup cell's inputs (measured in section 6).
+# labelled estimate from your TDP and core count (the setup cell prints the inputs in use; measured in section 6).
 
 # %% sweat={"id": "measure-roofline", "role": "demo"}
 mine_roof = roofline.measure(quick=QUICK)
@@ -145,20 +118,30 @@ SHOWN = [d for d in D.DEVICES if d.name != "NVIDIA H200 SXM (datasheet)"] + [MIN
 bf16_devs = [d for d in SHOWN if d.peak_gflops("bf16")]
 peaks_b = [d.peak_gflops("bf16") for d in bf16_devs]
 bws_b = [d.bandwidth_gbs for d in bf16_devs]
+peak_spread, bw_spread = max(peaks_b) / min(peaks_b), max(bws_b) / min(bws_b)
 print(f"bf16 panel: {len(bf16_devs)} devices; peaks {min(peaks_b):,.0f} to {max(peaks_b):,.0f} GFLOP/s "
-      f"({max(peaks_b) / min(peaks_b):,.0f}x); bandwidths {min(bws_b):,.0f} to {max(bws_b):,.0f} GB/s "
-      f"({max(bws_b) / min(bws_b):,.0f}x)")
+      f"({peak_spread:,.0f}x); bandwidths {min(bws_b):,.0f} to {max(bws_b):,.0f} GB/s ({bw_spread:,.0f}x)")
+batch1_intensity = max(w.with_precision("bf16").intensity for w in D.WORKLOADS if w.batch == 1)
+right_of = [d.name for d in bf16_devs if d.ridge("bf16") <= batch1_intensity]
+print(f"batch-1 intensity in bf16: {batch1_intensity:.2f} FLOP/byte; ridges at or left of it: "
+      f"{', '.join(right_of) or 'none'}")
+lab.quote("bf16_peak_spread", peak_spread, "{:,.0f}x")
+lab.quote("bf16_bandwidth_spread", bw_spread, "{:,.0f}x")
+lab.quote("bf16_spread_verdict", "more" if peak_spread > bw_spread else "less", "{}")
+lab.quote("batch1_vs_ridges", "left of every ridge" if not right_of else
+          f"left of {len(bf16_devs) - len(right_of)} of the {len(bf16_devs)} ridges", "{}")
 fig_roofs = D.plot_rooflines(SHOWN, workloads=[w.with_precision("bf16") for w in D.WORKLOADS]);
 
 # %% [markdown] sweat={"id": "sec-roofline-read"}
 # **Read the chart.** Each line is one device's roofline: the slope on the left is memory bandwidth (GB/s
 # times FLOP/byte), the flat top its peak; the diamond is the ridge point. The dotted verticals are the
 # workloads of section 3 (in bf16). Notice:
-# - in the bf16 panel the roofs spread wider than the slopes (the cell above prints both ranges): a
-#   datasheet's peak separates devices more than their memory does;
-# - the batch-1 workloads sit at an intensity near 1 FLOP/byte, left of every ridge: there only the slope
-#   (bandwidth) counts, and the huge roofs are unused;
-# - the int8 panel holds the 2017 TPU: its roof is high, its slope (34 GB/s) the lowest of the chart.
+# - in the bf16 panel the highest roof is {{bf16_peak_spread}} the lowest, the steepest slope {{bf16_bandwidth_spread}}
+#   the shallowest (the cell above prints both ranges): here a datasheet's peak separates devices
+#   {{bf16_spread_verdict}} than their memory does;
+# - the batch-1 workloads sit at an intensity near 1 FLOP/byte, {{batch1_vs_ridges}} in the bf16 panel:
+#   left of a ridge only the slope (bandwidth) counts, and the huge roof is unused;
+# - the int8 panel holds the 2017 TPU: its roof is high, its slope (34 GB/s) the lowest of that panel.
 #
 # The H200's datasheet row is left off the chart because its compute equals the H100's; its measured row
 # (651 TFLOP/s bf16, 3.8 TB/s) is drawn.
@@ -208,20 +191,24 @@ from sweatlab.kit import check
 check("tokens_per_joule")
 
 # %% sweat={"id": "decode-table", "role": "demo"}
-my_tpj = mine_or_reference("tokens_per_joule", lambda n, b, bw, w: bw * 1e9 / (n * b / 8) / w)
-print("GPT-2 small (124 M weights), batch-1 decode on the memory roof, bf16 weights (16 bits):")
-print(f"{'device':52s} {'GB/s':>7s} {'W':>5s} {'GB/s per W':>10s} {'tokens/J':>9s}  power kind")
+my_bytes, my_tpj = lab.mine("bytes_per_token"), lab.mine("tokens_per_joule")
+per_token = my_bytes(D.GPT2_SMALL_PARAMS, 16)
+print(f"GPT-2 small (124 M weights), batch-1 decode on the memory roof, bf16 weights (16 bits): "
+      f"{lab.label('bytes_per_token', f'{per_token / 1e6:,.0f} MB read per token')}")
 decode_rows = []
 for d in SHOWN:
     if not d.watts:
         continue
     tpj = my_tpj(D.GPT2_SMALL_PARAMS, 16, d.bandwidth_gbs, d.watts)
     decode_rows.append((tpj, d))
+tpj_head = lab.label("tokens_per_joule", "tokens/J")
+col = len(tpj_head) + 1
+print(f"{'device':52s} {'GB/s':>7s} {'W':>5s} {'GB/s per W':>10s} {tpj_head:>{col}s}  power kind")
 for tpj, d in sorted(decode_rows, key=lambda r: -r[0]):
-    print(f"{d.name:52s} {d.bandwidth_gbs:7,.0f} {d.watts:5.0f} {d.bandwidth_gbs / d.watts:10.2f} {tpj:9.3g}  "
+    print(f"{d.name:52s} {d.bandwidth_gbs:7,.0f} {d.watts:5.0f} {d.bandwidth_gbs / d.watts:10.2f} {tpj:{col}.3g}  "
           f"{d.power.kind}")
-print("\n(devices without a published power figure are left out: Graviton3, TPU v5e, M2, this machine "
-      "unless it has a sensor)")
+print("\n(devices without a power figure are left out: Graviton3, TPU v5e and M2 publish none; this machine's "
+      "power is measured in section 6)")
 
 # %% [markdown] sweat={"id": "sec-decode-read"}
 # **Read the table.** On the memory roof, tokens per joule is bandwidth per watt divided by the bytes per
@@ -272,15 +259,9 @@ from sweatlab.kit import check
 check("compute_bound_batch")
 
 # %% sweat={"id": "model-table", "role": "demo"}
-my_step = mine_or_reference("step_model", lambda *a: D.predict(
-    D.Device("x", "x", {"bf16": D._f(a[3], "GFLOP/s", "x", "peak", True)}, D._f(a[4], "GB/s", "x", "peak", True),
-             D._f(a[5], "W", "x", "TDP", True)), D.Workload("x", a[0], a[1], "bf16")).__dict__)
-my_batch = mine_or_reference("compute_bound_batch", D.compute_bound_batch)
+my_step, my_batch = lab.mine("step_model"), lab.mine("compute_bound_batch")
 PREC = "bf16"
-model_rows = {}
-print(f"Roofline model in {PREC} (weights only as traffic), inputs per joule at each device's power figure:")
-head = "".join(f"{w.name:>28s}" for w in D.WORKLOADS)
-print(f"{'device':46s}{head}{'compute-bound from batch':>26s}")
+model_rows, bound_from, lines = {}, {}, []
 for d in SHOWN:
     peak = d.peak_gflops(PREC)
     if not peak or not d.watts:
@@ -290,10 +271,24 @@ for d in SHOWN:
         r = my_step(w.n_params, w.batch, D.BYTES_PER_PARAM[PREC], peak, d.bandwidth_gbs, d.watts)
         model_rows[d.name, w.name] = r
         cells.append(f"{fmt(r['per_joule'])}/J {r['bound'][:3]}")
-    print(f"{d.name[:46]:46s}" + "".join(f"{c:>28s}" for c in cells)
-          + f"{my_batch(peak, d.bandwidth_gbs, D.BYTES_PER_PARAM[PREC]):>26,d}")
+    bound_from[d.name] = my_batch(peak, d.bandwidth_gbs, D.BYTES_PER_PARAM[PREC])
+    lines.append(f"{d.name[:46]:46s}" + "".join(f"{c:>28s}" for c in cells) + f"{bound_from[d.name]:>26,d}")
+print(f"Roofline model in {PREC} (weights only as traffic), inputs per joule at each device's power figure, "
+      f"from {lab.label('step_model')}; the last column from {lab.label('compute_bound_batch')}:")
+head = "".join(f"{w.name:>28s}" for w in D.WORKLOADS)
+print(f"{'device':46s}{head}{'compute-bound from batch':>26s}")
+print("\n".join(lines))
 print("\n(mem = memory-bound, com = compute-bound; power: TDP where the source gives one, measured where marked "
       "in the table of section 1)")
+accel = [d.name for d in SHOWN if d.category in ("GPU", "TPU") and d.name in bound_from]
+gpus = [n for n in accel if D.device(n).category == "GPU"]
+mlp1, mlp256 = D.WORKLOADS[0].name, D.WORKLOADS[1].name
+gains = [model_rows[n, mlp256]["per_joule"] / model_rows[n, mlp1]["per_joule"] for n in accel]
+print(f"MLP batch 256 over batch 1, inputs per joule on the GPUs and TPUs: {min(gains):,.0f}x to {max(gains):,.0f}x")
+lab.quote("accel_batch_gain", f"{min(gains):,.0f}x to {max(gains):,.0f}x", "{}")
+lab.quote("gpu_bound_batch", f"{min(bound_from[n] for n in gpus):,d} to {max(bound_from[n] for n in gpus):,d}", "{}")
+lab.quote("epyc_bound_batch", bound_from[D.device("AMD EPYC").name], "{:,d}")
+lab.quote("spr_bound_batch", bound_from[D.device("Intel Xeon Platinum").name], "{:,d}")
 
 # %% sweat={"id": "model-plot", "role": "demo"}
 names = [d.name for d in SHOWN if d.peak_gflops(PREC) and d.watts]
@@ -302,19 +297,21 @@ width = 0.8 / len(D.WORKLOADS)
 for i, w in enumerate(D.WORKLOADS):
     vals = [model_rows[n, w.name]["per_joule"] for n in names]
     ax.bar(np.arange(len(names)) + i * width, vals, width, label=w.name)
-ax.set(yscale="log", ylabel="inputs per joule (model) [1/J]",
-       title=f"Roofline model, {PREC}: inferences or tokens per joule at each device's power figure")
+ax.set(yscale="log", ylabel=lab.label("step_model", "inputs per joule (model) [1/J]"),
+       title=lab.label("step_model", f"Roofline model, {PREC}: inferences or tokens per joule at each device's "
+                                     "power figure"))
 ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, [n.replace(" (", "\n(") for n in names], rotation=30,
               ha="right", fontsize=8)
 ax.legend(fontsize=9);
 
 # %% [markdown] sweat={"id": "sec-model-read"}
 # **Read the plot and the table.** At batch 1 (MLP, decode) every device is memory-bound: the bars follow
-# bandwidth per watt. At batch 256 and in the prefill the same weights serve many inputs, and the bars jump
-# by two orders of magnitude on the accelerators, which are compute-bound only from the batch in the last
-# column onwards (hundreds for the GPUs in bf16). A CPU without matrix units (the EPYC row) has a low
-# ridge and turns compute-bound at a batch of a few dozen, under a low roof; with AMX (the Sapphire Rapids
-# row, derived peak) its ridge moves as far right as a GPU's. The model is a *best case*: every device at its peak and its
+# bandwidth per watt. At batch 256 and in the prefill the same weights serve many inputs: from MLP batch 1
+# to batch 256 the GPUs' and TPUs' inputs per joule rise {{accel_batch_gain}} (printed under the table), and
+# the GPUs turn compute-bound only from the batch in the last column onwards ({{gpu_bound_batch}} in bf16).
+# A CPU without matrix units (the EPYC row) has a low ridge and turns compute-bound from batch
+# {{epyc_bound_batch}}, under a low roof; with AMX (the Sapphire Rapids row, derived peak) its ridge moves as far
+# right as a GPU's (batch {{spr_bound_batch}}). The model is a *best case*: every device at its peak and its
 # full power figure. Section 4 shows how far a measured GPU falls from it, and why.
 
 # %% [markdown] sweat={"id": "sec-h200"}
@@ -347,6 +344,11 @@ print(f"\nidle board power (same machine): {idle_lo:.0f}-{idle_hi:.0f} W. At bat
 graph1 = D.SHIPPED_H200["decode, CUDA graph"][0]
 print(f"the same weights as a CUDA graph: {graph1.per_second / gen1.per_second:,.0f}x the tokens per second, "
       f"{gen1.joules_per_input / graph1.joules_per_input:,.0f}x fewer joules per token")
+gen1_model = h200_rows[0][2]  # the model's prediction for generate's batch-1 row
+lab.quote("h200_graph_speedup", graph1.per_second / gen1.per_second, "{:,.0f}")
+lab.quote("h200_idle_j_per_token", idle_share_j, "{:.1f} J")
+lab.quote("h200_model_j_per_token", gen1_model.joules_per_input, "{:.2g} J")
+lab.quote("h200_generate_over_model", gen1.joules_per_input / gen1_model.joules_per_input, "{:,.0f}x")
 
 # %% sweat={"id": "h200-plot", "role": "demo"}
 fig_h200, ax = plt.subplots(figsize=(9, 5.5), layout="constrained")
@@ -374,10 +376,10 @@ ax.legend(fontsize=8, loc="lower left");
 # table prints:
 # - **host overhead**: through the framework's `generate`, the GPU waited for Python and the framework
 #   between steps (about 60-80 ms of host work per step on that VM, per the research note), so at batch 1
-#   it delivered 15.5 tokens/s instead of thousands. The same weights as a CUDA graph ran about 240 times
-#   more steps per second. The roofline knows nothing of the host.
+#   it delivered 15.5 tokens/s instead of thousands. The same weights as a CUDA graph ran
+#   {{h200_graph_speedup}} times more steps per second. The roofline knows nothing of the host.
 # - **idle power**: the board draws 81-83 W doing nothing. A watt-second spent waiting is charged to the
-#   tokens produced: at 15.5 tokens/s, idle power alone is over 5 J per token (printed above).
+#   tokens produced: at 15.5 tokens/s, idle power alone is {{h200_idle_j_per_token}} per token (printed above).
 # - **kernels below the peak and power below the rating**: even the CUDA graph read weights at about
 #   0.9 TB/s at batch 1, under a fifth of 4.8 TB/s, while drawing 283 W rather than 700 W. Both errors of the
 #   model (bandwidth too high, power too high) partly cancel in joules per token.
@@ -403,12 +405,31 @@ cpu_d, gpu_d, tpu_d = D.device("Intel Haswell"), D.device("NVIDIA K80"), D.devic
 print(f"\ninputs per die: TPU {tpu_d.peak_gflops('int8') / 1e3:g} TOPS int8 at {tpu_d.watts:g} W TDP; K80 "
       f"{gpu_d.peak_gflops('fp32') / 1e3:g} TFLOPS fp32 at {gpu_d.watts:g} W; Haswell "
       f"{cpu_d.peak_gflops('int8') / 1e3:g} TOPS 8-bit at {cpu_d.watts:g} W")
+rebuilt = {r["ratio"]: r["rebuilt"] for r in tpu_rows}
+
+
+def ratio_span(kind):
+    """'33-35x': the rebuilt ratio of `kind` against the GPU and the CPU, lower one first."""
+    lo, hi = sorted(round(rebuilt[f"{kind}, TPU vs {base}"]) for base in ("GPU", "CPU"))
+    return f"{lo}x" if lo == hi else f"{lo}-{hi}x"
+
+
+lab.quote("tpu_peak", ratio_span("peak ops/s"), "{}")
+lab.quote("tpu_peak_vs_cpu", rebuilt["peak ops/s, TPU vs CPU"], "{:.0f}x")
+lab.quote("tpu_peak_per_tdp", ratio_span("peak ops/s per TDP watt"), "{}")
+for base in ("GPU", "CPU"):
+    lab.quote(f"tpu_speed_vs_{base.lower()}", rebuilt[f"measured speed (Table 6, weighted), TPU vs {base}"], "{:.0f}x")
+    lab.quote(f"tpu_speed_per_tdp_vs_{base.lower()}", rebuilt[f"measured speed per TDP watt, TPU vs {base}"], "{:.0f}x")
+lab.quote("tpu_fig9_vs_gpu", rebuilt["Fig. 9 incremental perf/W, TPU vs GPU (83 / 2.9)"], "{:.0f}x")
+lab.quote("tpu_fig9_vs_cpu", rebuilt["Fig. 9 incremental perf/W, TPU vs CPU"], "{:.0f}x")
 
 # %% [markdown] sweat={"id": "sec-tpu-read"}
-# **Read the rebuild.** Peak against peak, the TPU is 33-35x the K80 and the Haswell; peak per TDP watt,
-# 66-68x. The measured, weighted-mean speed-ups (Table 6) give 15x against the GPU and 29x against the CPU:
-# the paper's "15X-30X". Divided by TDP they give 31x and 56x, inside "30X-80X"; the paper's own
-# perf/Watt (Figure 9) uses measured server power and gives 29x and 83x with the host excluded. The gap
+# **Read the rebuild.** Peak against peak, the TPU is {{tpu_peak}} the K80 and the Haswell; peak per TDP watt,
+# {{tpu_peak_per_tdp}}. The measured, weighted-mean speed-ups (Table 6) give {{tpu_speed_vs_gpu}} against the GPU
+# and {{tpu_speed_vs_cpu}} against the CPU: the paper's "15X-30X". Divided by TDP they give
+# {{tpu_speed_per_tdp_vs_gpu}} and {{tpu_speed_per_tdp_vs_cpu}}, inside "30X-80X"; the paper's own perf/Watt
+# (Figure 9) uses measured server power and gives {{tpu_fig9_vs_gpu}} and {{tpu_fig9_vs_cpu}} with the host
+# excluded. The gap
 # between peak ratios and measured ones is the section 3 lesson again: the TPU's weights came from 34 GB/s
 # memory, the lowest slope of the int8 panel in section 2, and the paper's abstract estimates that the K80's
 # GDDR5 memory "would triple achieved TOPS": its applications ran mostly under the slanted roof, far from
@@ -421,8 +442,9 @@ print(f"\ninputs per die: TPU {tpu_d.peak_gflops('int8') / 1e3:g} TOPS int8 at {
 # The same three shapes, in float32 through numpy's BLAS on all cores: the MLP (4 square layers) at batch 1
 # and at a larger batch, and a decode step written as the chain of matrix-vector products of a GPT-2-like
 # model (12 layers of 12 d^2 weights plus a 50,257-word output layer). Quick mode uses smaller widths. Each
-# is timed with `bench`, then run for a fixed time inside an energy meter: joules are **measured** where
-# this CPU has a sensor, else **estimated** from the setup cell's stated inputs (the label says which).
+# is timed with `bench`, then run for a fixed time inside an energy meter (`lab.meter`): joules are
+# **measured** where this CPU has a sensor, else **estimated** from the TDP and core count the setup cell
+# printed (the label says which).
 
 # %% sweat={"id": "cpu-measure", "role": "demo"}
 rng = np.random.default_rng(0)
@@ -458,10 +480,11 @@ cpu_rows = []
 window_s = pick(1.0, 2.0)
 for name, step, inputs, params, batch in CPU_WORK:
     timing = bench(step, budget_s=pick(0.4, 1.0))
-    e = D.measure_energy(step, inputs, window_s, meter=cpu_meter())
+    e = D.measure_energy(step, inputs, window_s, meter=lab.meter(cores_used=CORES))
     pred = D.predict(MINE, D.Workload(name, params, batch, "fp32"))
     cpu_rows.append({"workload": name, "params": params, "batch": batch, "median_s": timing.median_s,
-                     "per_second": inputs / timing.median_s, "joules_per_input": (e["joules"] / (e["per_second"] * e["seconds"])) if e["joules"] else None,
+                     "per_second": inputs / timing.median_s,
+                     "joules_per_input": (e["joules"] / (e["per_second"] * e["seconds"])) if e["joules"] else None,
                      "per_joule": e["per_joule"], "kind": e["kind"], "source": e["source"],
                      "model_per_second": pred.per_second, "model_bound": pred.bound})
 print(f"this machine: {describe().cpu_model}; numpy float32, {CORES} cores; weights: MLP {mlp_params / 1e6:.1f} M "
@@ -472,20 +495,35 @@ for r in cpu_rows:
     print(f"{r['workload']:22s} {format_seconds(r['median_s']):>10s} {r['per_second']:10.4g} "
           f"{r['model_per_second']:10.4g} {r['model_bound']:>8s} {r['per_second'] / r['model_per_second']:8.0%} "
           f"{fmt(r['joules_per_input']):>12s} {fmt(r['per_joule']):>10s}  {r['kind']}")
-gain, model_gain = cpu_rows[1]["per_second"] / cpu_rows[0]["per_second"], cpu_rows[1]["model_per_second"] / cpu_rows[0]["model_per_second"]
+gain = cpu_rows[1]["per_second"] / cpu_rows[0]["per_second"]
+model_gain = cpu_rows[1]["model_per_second"] / cpu_rows[0]["model_per_second"]
 print(f"\nbatch {BIG_BATCH} over batch 1: {gain:.1f}x the inputs per second measured, {model_gain:.1f}x in the model")
 print(f"energy: {cpu_rows[0]['kind']}; {cpu_rows[0]['source']}")
+batch1 = [r for r in cpu_rows if r["batch"] == 1]
+bounds = sorted({r["model_bound"] for r in batch1})
+lab.quote("cpu_batch1_bound", f"{bounds[0]}-bound" if len(bounds) == 1 else
+          "; ".join(f"{r['workload']}: {r['model_bound']}-bound" for r in batch1), "{}")
+lab.quote("cpu_batch_gain", gain, "{:.1f}x")
+lab.quote("cpu_batch_gain_model", model_gain, "{:.1f}x")
+lab.quote("cpu_batch1_share", " and ".join(f"{r['per_second'] / r['model_per_second']:.0%}" for r in batch1), "{}")
+lab.quote("cpu_energy_kind", cpu_rows[0]["kind"], "{}")
 
 # %% [markdown] sweat={"id": "sec-cpu-read"}
 # **Read the table.** "model/s" is the roofline prediction from *this machine's* measured roofline (section
-# 2); "of model" is how much of it the run achieved. The batch-1 rows are memory-bound in the model, like
-# every device at batch 1 in section 3; the batched MLP row reuses each weight for every input of the batch,
-# so its inputs per second (and per joule) rise many times over: the cell prints the measured gain beside the
-# model's. Where the batch-1 rows reach only a small share of the model, the usual suspects are BLAS's
-# matrix-vector path and, on a shared machine, BLAS threads waiting for a core another program holds
-# (lab 00's oversubscription experiment). Where the energy kind reads **estimated**, the joules are the TDP model's: they scale with CPU
-# time and say nothing a sensor would add (lab 00); put your CPU's TDP in the setup cell to make the
-# estimate yours. Where it reads **measured**, it is the whole CPU package, other programs included.
+# 2); "of model" is how much of it the run achieved. Here the batch-1 rows are {{cpu_batch1_bound}} in the
+# model (section 3 found every device memory-bound at batch 1); the batched MLP row reuses each weight for
+# every input of the batch, so its inputs per second (and per joule) go up: {{cpu_batch_gain}} measured
+# against {{cpu_batch_gain_model}} in the model. The batch-1 rows reached {{cpu_batch1_share}} of the model.
+# Above 100%, the weights came from the caches, faster than the memory bandwidth the model assumes (quick
+# mode's smaller weights fit a large last-level cache more easily). Far below it, the usual suspects are
+# BLAS's matrix-vector path and, on a shared machine, BLAS threads waiting for a core another program holds
+# (lab 00's oversubscription experiment).
+#
+# The energy kind of this run is **{{cpu_energy_kind}}**. Where it reads **estimated**, the joules are the TDP
+# model's: they scale with CPU time and say nothing a sensor would add (lab 00). To make the estimate yours,
+# set SWEAT_TDP_W and SWEAT_CHIP_CORES before starting JupyterLab, or write them in sweatlab.ini
+# (`sweatlab doctor` shows which inputs are in use). Where it reads **measured**, it is the whole CPU
+# package, other programs included.
 
 # %% [markdown] sweat={"id": "sec-gpu"}
 # ## 7. An NVIDIA GPU, measured here when there is one
@@ -514,6 +552,7 @@ if HAVE_CUDA:
                 h = torch.relu(h @ w)
             return h
 
+        # the GPU's own counter only: lab.meter()'s CPU estimate would say nothing about work on the GPU
         e = D.measure_energy(gpu_step, b, pick(1.0, 2.0), sync=torch.cuda.synchronize,
                              meter=energy.EnergyMeter(devices="gpu", poll_s=None))
         gpu_rows.append({"device": dev_name, "batch": b, **e})
@@ -558,9 +597,7 @@ from sweatlab.kit import check
 check("choose_device")
 
 # %% sweat={"id": "decide", "role": "demo"}
-my_choose = mine_or_reference("choose_device", lambda o, l, e: (
-    min([x for x in o if x["seconds"] <= l and x["joules"] <= e], key=lambda x: x["joules"])["name"]
-    if any(x["seconds"] <= l and x["joules"] <= e for x in o) else None))
+my_choose = lab.mine("choose_device")
 SCENARIOS = [  # (request, workload, latency budget s, energy budget J per request)
     ("one chat token, batch 1", D.WORKLOADS[2], 0.005, 0.05),
     ("one chat token, batch 1, tight latency", D.WORKLOADS[2], 0.0001, 0.05),
@@ -580,15 +617,16 @@ for title, w, lat, joules in SCENARIOS:
     chosen = next((o for o in options if o["name"] == pick_name), None)
     why = (f"{format_seconds(chosen['seconds'])}, {chosen['joules']:.3g} J per request" if chosen else
            "no device meets both budgets")
-    print(f"{title}: budgets {format_seconds(lat)} and {joules:g} J -> {pick_name} ({why}); fastest: "
+    print(f"{title}: budgets {format_seconds(lat)} and {joules:g} J -> {lab.label('choose_device', str(pick_name))} "
+          f"({why}); fastest: "
           f"{fastest['name']} ({format_seconds(fastest['seconds'])}, {fastest['joules']:.3g} J)")
 print("\n(model predictions in bf16 at each device's power figure; devices without a power figure are left out)")
 
 # %% [markdown] sweat={"id": "sec-decide-read"}
 # **Justify each choice from the printed numbers**: which budget excluded the fastest device, and by how
-# much? The model's joules are a floor (section 4): a measured GPU at batch 1 through a framework spent over
-# two hundred times the model's energy per token, which would change every choice above. Before you buy, measure
-# the candidate on *your* workload and software.
+# much? The model's joules are a floor (section 4): a measured GPU at batch 1 through a framework spent
+# {{h200_generate_over_model}} the model's energy per token (the shipped H200 run), enough to change a choice
+# above. Before you buy, measure the candidate on *your* workload and software.
 
 # %% [markdown] sweat={"id": "sec-thesis"}
 # ## 9. Algorithms against hardware
@@ -632,15 +670,15 @@ from sweatlab.kit import check
 check("compute_optimal")
 
 # %% sweat={"id": "optimal-demo", "role": "demo"}
-my_opt = mine_or_reference("compute_optimal", D.chinchilla_optimal)
-h100_meas = D.device("NVIDIA H200 SXM (measured)").peak_gflops("bf16") * 1e9
+my_opt = lab.mine("compute_optimal")
+h200_meas = D.device("NVIDIA H200 SXM (measured)").peak_gflops("bf16") * 1e9
 mine_fp32 = MINE.peak_gflops("fp32") * 1e9
 for label, flops_per_s in (("this machine, fp32 at its measured peak", mine_fp32),
-                           ("one H200 at its measured bf16 matmul rate", h100_meas)):
+                           ("one H200 at its measured bf16 matmul rate", h200_meas)):
     c = flops_per_s * 86_400
     o = my_opt(c)
     print(f"one day of {label} ({c:.2g} FLOPs): {o['params'] / 1e6:,.1f} M parameters on "
-          f"{o['tokens'] / 1e9:,.2f} B tokens")
+          f"{o['tokens'] / 1e9:,.2f} B tokens, from {lab.label('compute_optimal')}")
 print("(at 100% utilisation: an upper bound; real training reaches a fraction of the matmul peak)")
 
 # %% [markdown] sweat={"id": "sec-other-hw"}
@@ -661,8 +699,7 @@ print("(at 100% utilisation: an upper bound; real training reaches a fraction of
 # ## 11. Record what you measured
 
 # %% sweat={"id": "record", "role": "demo", "record_keys": ["devices", "measured", "tpu_paper", "quick"]}
-rec = records.record(
-    "05_perf_per_watt",
+rec = lab.record(
     devices=[{"name": d.name, "peak_gflops_bf16": d.peak_gflops("bf16"), "peak_gflops_fp32": d.peak_gflops("fp32"),
               "bandwidth_gbs": d.bandwidth_gbs, "watts": d.watts, "source_kind": d.source_kind()} for d in SHOWN],
     measured=[{"workload": r["workload"], "device": "this CPU", "throughput": round(r["per_second"], 4),
@@ -690,7 +727,7 @@ if os.environ.get("SWEAT_SLIDES_IMG"):
 #   primary or secondary. Divide a peak by a TDP and you get a bound, not an efficiency.
 # - One step reads every weight once: at batch 1 it is memory-bound on every device, and **bandwidth per
 #   watt** decides tokens per joule. Batching reuses the weights; a device turns compute-bound at the batch
-#   that reaches its ridge point (hundreds for data-centre GPUs in bf16).
+#   that reaches its ridge point ({{gpu_bound_batch}} for the table's GPUs in bf16).
 # - Measured machines fall short of the model: the host and the framework can leave a GPU idle, and idle
 #   power is charged to every token. The model is a floor for joules, not a forecast.
 # - The TPU paper's 30-80x per watt is a measured, workload-weighted figure; its peak-per-TDP ratio is
@@ -701,8 +738,8 @@ if os.environ.get("SWEAT_SLIDES_IMG"):
 # 1. The decode table ranks devices by GB/s per W. What would change in it with int4 weights, and what would not?
 # 2. Section 4 charged the H200's idle power to the tokens it produced. When is that fair, and when should idle
 #    power be left out (think of a shared, busy server)?
-# 3. The TPU paper's measured speed-up over the CPU (29x, weighted) is below its peak ratio (35x). Name two
-#    reasons from the paper's own inputs.
+# 3. The TPU paper's measured speed-up over the CPU ({{tpu_speed_vs_cpu}}, weighted) is below its peak ratio
+#    ({{tpu_peak_vs_cpu}}). Name two reasons from the paper's own inputs.
 # 4. Your CPU's batched MLP: how close to the model did it get, and which roof (compute or memory) was it
 #    under? What would move it closer?
 # 5. For the "one chat token" scenario, what latency budget would make the CPU the choice? What energy budget?

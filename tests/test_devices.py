@@ -92,6 +92,36 @@ def test_compute_bound_batch_matches_the_ridge():
     assert 2 * b / 2 >= 312_000 / 2_039 > 2 * (b - 1) / 2
 
 
+def test_the_plain_number_model_agrees_with_predict():
+    h100 = D.device("NVIDIA H100")
+    for batch in (1, 64, 296, 4096):
+        p = D.predict(h100, D.Workload("m", 1e9, batch, "bf16"))
+        r = D.step_model(1e9, batch, 2, h100.peak_gflops("bf16"), h100.bandwidth_gbs, h100.watts)
+        assert r["seconds"] == pytest.approx(p.seconds) and r["per_joule"] == pytest.approx(p.per_joule)
+        assert r["per_second"] == pytest.approx(p.per_second) and r["bound"] == p.bound
+    assert D.step_model(1e9, 296, 2, 989_400, 3_350, 700)["bound"] == "compute"
+    assert D.step_model(1e9, 295, 2, 989_400, 3_350, 700)["bound"] == "memory"
+
+
+def test_tokens_per_joule_is_the_memory_roof_over_the_power():
+    assert D.bytes_per_token(124e6, 16) == pytest.approx(248e6)
+    assert D.bytes_per_token(7e9, 4) == pytest.approx(3.5e9)
+    h100 = D.device("NVIDIA H100")
+    tpj = D.tokens_per_joule(1e9, 16, h100.bandwidth_gbs, h100.watts)
+    assert tpj == pytest.approx(D.predict(h100, D.Workload("d", 1e9, 1, "bf16")).per_joule)
+    assert D.tokens_per_joule(1e9, 8, 300, 72) == pytest.approx(2 * D.tokens_per_joule(1e9, 16, 300, 72))
+
+
+def test_choose_device_keeps_both_budgets_then_the_fewest_joules():
+    options = [{"name": "fast", "seconds": 0.001, "joules": 0.5}, {"name": "frugal", "seconds": 0.01, "joules": 0.01},
+               {"name": "middle", "seconds": 0.002, "joules": 0.1}]
+    assert D.choose_device(options, 0.005, 1.0) == "middle"  # frugal misses the latency budget
+    assert D.choose_device(options, 0.001, 1.0) == "fast"
+    assert D.choose_device(options, 0.1, 1.0) == "frugal"
+    assert D.choose_device(options, 0.001, 0.2) is None
+    assert D.choose_device([], 1.0, 1.0) is None
+
+
 def test_a_device_without_the_precision_is_skipped():
     assert D.predict(D.device("NVIDIA K80"), D.Workload("x", 1e6, 1, "int8")) is None
 

@@ -6,6 +6,8 @@
     Workload / WORKLOADS         an MLP at batch 1 and 256, a decode step at batch 1, a prefill
     predict(device, workload)    a Prediction: seconds, inferences per second and per joule, the bound
     compute_bound_batch(...)     the batch size at which a device turns compute-bound
+    bytes_per_token, tokens_per_joule, step_model, choose_device
+                                 the same model in plain numbers (lab 05's stand-ins)
     TPU_PAPER                    Jouppi et al. 2017: the table inputs and the ratios the paper states
     chinchilla_optimal(C)        Hoffmann et al. 2022: compute-optimal parameters and tokens
 
@@ -31,7 +33,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 __all__ = ["Figure", "Device", "DEVICES", "device", "this_machine", "Workload", "WORKLOADS", "Prediction",
-           "predict", "compute_bound_batch", "BYTES_PER_PARAM", "PRECISIONS", "TPU_PAPER", "tpu_ratios",
+           "predict", "compute_bound_batch", "bytes_per_token", "tokens_per_joule", "step_model",
+           "choose_device", "BYTES_PER_PARAM", "PRECISIONS", "TPU_PAPER", "tpu_ratios",
            "SHIPPED_H200", "GPU_SERVER_PROVENANCE", "chinchilla_optimal", "HERNANDEZ_BROWN",
            "measure_energy", "plot_rooflines"]
 
@@ -376,6 +379,39 @@ def compute_bound_batch(peak_gflops: float, bandwidth_gbs: float, bytes_per_para
     """Smallest batch whose weight intensity 2 * batch / bytes_per_param reaches the ridge (weights only)."""
     ridge = peak_gflops / bandwidth_gbs
     return max(1, math.ceil(ridge * bytes_per_param / 2 - 1e-9))
+
+
+# The model in plain numbers: lab 05's stand-ins (sweatlab.labs.lab05_perf_per_watt.standins) while the
+# learner's own versions are unwritten.
+
+def bytes_per_token(n_params: float, bits: float) -> float:
+    """Bytes of weights one batch-1 decode step reads: every weight once, ``bits`` bits each."""
+    return n_params * bits / 8
+
+
+def tokens_per_joule(n_params: float, bits: float, bandwidth_gbs: float, watts: float) -> float:
+    """Batch-1 decode tokens per joule on the memory roof: (bandwidth / bytes per token) / watts."""
+    return bandwidth_gbs * 1e9 / bytes_per_token(n_params, bits) / watts
+
+
+def step_model(n_params: float, batch: int, bytes_per_param: float, peak_gflops: float, bandwidth_gbs: float,
+               watts: float) -> dict[str, Any]:
+    """The roofline of one step of ``batch`` inputs through ``n_params`` weights (weights only as traffic):
+    {"seconds", "per_second", "per_joule", "bound"}; a tie counts as compute-bound."""
+    compute_s = 2 * n_params * batch / (peak_gflops * 1e9)
+    memory_s = n_params * bytes_per_param / (bandwidth_gbs * 1e9)
+    seconds = max(compute_s, memory_s)
+    per_second = batch / seconds
+    return {"seconds": seconds, "per_second": per_second, "per_joule": per_second / watts,
+            "bound": "compute" if compute_s >= memory_s else "memory"}
+
+
+def choose_device(options: Iterable[Mapping[str, Any]], latency_budget_s: float,
+                  energy_budget_j: float) -> str | None:
+    """The name of the option within both budgets ("seconds" and "joules" per request) with the fewest
+    joules; None when none meets both."""
+    ok = [o for o in options if o["seconds"] <= latency_budget_s and o["joules"] <= energy_budget_j]
+    return min(ok, key=lambda o: o["joules"])["name"] if ok else None
 
 
 # ---------------------------------------------------------------------------------------------
