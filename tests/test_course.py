@@ -241,6 +241,95 @@ def test_selftest_fails_for_a_lab_without_a_checks_module(fixture_course, capsys
     C.build_labs(C.Course(fixture_course))
     assert main(["--root", str(fixture_course), "grade", "--selftest"]) == 1
     out = capsys.readouterr().out
-    assert any(line.startswith("FAIL 00_fixture") and "no checks module" in line and "lab00_fixture.py" in line
+    assert any(line.startswith("FAIL 00_fixture") and "no checks module" in line
+               and "lib/sweatlab/labs/lab00_fixture/checks.py" in line
                for line in out.splitlines()), out
     assert "skipped" not in out and "1 failed" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Which cells answer and check which exercise: the metadata the grader and progress read
+# ---------------------------------------------------------------------------------------------
+
+INTRO = '# %% [markdown] sweat={"id": "intro"}\n# # A lab\n\n'
+
+
+def _answer(cell_id: str, exercise=None) -> str:
+    meta = {"id": cell_id, "role": "answer"} | ({"exercise": exercise} if exercise is not None else {})
+    return f"# %% sweat={json.dumps(meta)}\ndef f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n\n"
+
+
+def _check(cell_id: str, exercise=None, title=None, call=None) -> str:
+    meta = {"id": cell_id, "role": "check"} | ({"exercise": exercise} if exercise is not None else {}) \
+        | ({"title": title} if title is not None else {})
+    call = exercise if call is None else call
+    return f'# %% sweat={json.dumps(meta)}\nfrom sweatlab.kit import check\ncheck("{call}")\n\n'
+
+
+def _exercise_problems(tmp_path: Path, body: str) -> list[str]:
+    from sweatlab.course.check import check_exercises
+
+    path = tmp_path / "solutions" / "05_lab.py"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(INTRO + body)
+    return [str(p) for p in check_exercises(path, C.load_source(path))]
+
+
+GOOD_EXERCISES = (_answer("ex-a", "a") + _check("check-a", "a", "Exercise 1: the first")
+                  + _answer("ex-b", ["b", "c"]) + _check("check-b", "b", "Exercise 2: the second")
+                  + _answer("ex-c2", "c") + _check("check-c", "c", "Exercise 3: the third"))
+
+
+def test_exercise_metadata_in_order_is_accepted(tmp_path):
+    assert _exercise_problems(tmp_path, GOOD_EXERCISES) == []
+
+
+BAD_EXERCISES = {
+    "answer_names_none": (_answer("ex-a") + _check("check-a", "a", "Exercise 1: x"),
+                          ["cell 2 (id 'ex-a'): this answer cell does not say which exercise it answers",
+                           'add "exercise": "<the name its check cell passes to check()>"',
+                           "exercise 'a' has a check cell but no answer cell above it"]),
+    "check_names_none": (_answer("ex-a", "a") + _check("check-a", title="Exercise 1: x", call="a"),
+                         ["(id 'check-a'): this check cell does not say which exercise it checks",
+                          "the answer cell names exercise 'a', which no check cell checks",
+                          'sweat={"exercise": "a", "title": "Exercise N: ..."}']),
+    "no_title": (_answer("ex-a", "a") + _check("check-a", "a"),
+                 ["the check cell of exercise 'a' has no title \"Exercise 1: ...\"",
+                  'add "title": "Exercise 1: ']),
+    "title_out_of_order": (_answer("ex-a", "a") + _check("check-a", "a", "Exercise 1: x")
+                           + _answer("ex-b", "b") + _check("check-b", "b", "Exercise 3: y"),
+                           ["(id 'check-b'): the check cell of exercise 'b' is titled 'Exercise 3: y', but it is "
+                            "exercise 2", 'title it "Exercise 2: ..."']),
+    "title_without_number": (_answer("ex-a", "a") + _check("check-a", "a", "the first"),
+                             ["has no title \"Exercise 1: ...\""]),
+    "call_names_another": (_answer("ex-a", "a") + _check("check-a", "a", "Exercise 1: x", call="b"),
+                           ["the check cell of exercise 'a' calls check('b')", 'call check("a") here']),
+    "check_above_its_answer": (_check("check-a", "a", "Exercise 1: x") + _answer("ex-a", "a"),
+                               ["(id 'check-a'): exercise 'a' has a check cell but no answer cell above it"]),
+    "answer_never_checked": (_answer("ex-a", "a") + _check("check-a", "a", "Exercise 1: x")
+                             + _answer("ex-z", ["a", "z"]),
+                             ["(id 'ex-z'): the answer cell names exercise 'z', which no check cell checks"]),
+    "two_check_cells": (_answer("ex-a", "a") + _check("check-a", "a", "Exercise 1: x")
+                        + _check("check-a2", "a", "Exercise 2: x"),
+                        ["(id 'check-a2'): a second check cell for exercise 'a' (the first is cell 3)"]),
+    "check_of_two": (_answer("ex-a", ["a", "b"]) + _check("check-a", ["a", "b"], "Exercise 1: x", call="a"),
+                     ["a check cell checks one exercise"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_EXERCISES))
+def test_exercise_metadata_errors_say_what_to_add(tmp_path, name):
+    body, phrases = BAD_EXERCISES[name]
+    problems = _exercise_problems(tmp_path, body)
+    text = "\n".join(problems)
+    assert problems and all(p.startswith(str(tmp_path / "solutions" / "05_lab.py")) for p in problems), text
+    for phrase in phrases:
+        assert phrase in text, text
+
+
+def test_make_check_reports_an_answer_cell_without_its_exercise(course_copy):
+    src = _src(course_copy)
+    src.write_text(src.read_text().replace('"role": "answer", "exercise": "square"}', '"role": "answer"}'))
+    problems = _problems(course_copy)
+    assert any("ex-square-answer" in p and "does not say which exercise it answers" in p for p in problems)
+    assert any("check-square" in p and "no answer cell above it" in p for p in problems)

@@ -16,10 +16,11 @@ import nbformat
 import pytest
 
 from sweatlab import course as C
+from sweatlab.course import layout as L
 from sweatlab.kit.checks import TestResult
 from sweatlab.tools.cli import main
 from sweatlab.grading import gradescope
-from sweatlab.grading.grader import SubmissionGrade
+from sweatlab.grading.submission import SubmissionGrade
 
 from conftest import FIXTURES, REPO
 
@@ -202,7 +203,9 @@ def gs_course(tmp_path_factory) -> Path:
         shutil.copy(REPO / name, root / name)
     lib = root / "lib" / "sweatlab"
     shutil.copytree(REPO / "lib" / "sweatlab", lib, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copy(FIXTURES / "grading" / "checks_gradefix.py", lib / "checks" / f"lab{LAB}.py")
+    (lib / "labs" / f"lab{LAB}").mkdir()
+    (lib / "labs" / f"lab{LAB}" / "__init__.py").write_text("")
+    shutil.copy(FIXTURES / "grading" / "checks_gradefix.py", lib / "labs" / f"lab{LAB}" / "checks.py")
     (lib / "__pycache__").mkdir()
     (lib / "__pycache__" / "cli.cpython-311.pyc").write_bytes(b"stale")
     (root / "labs").mkdir()
@@ -228,7 +231,7 @@ def test_the_zip_holds_what_grading_needs(autograder_zip, gs_course):
         names = set(infos)
         assert {"setup.sh", "run_autograder", "course/pyproject.toml", "course/README.md",
                 "course/lib/sweatlab/__init__.py", "course/lib/sweatlab/__main__.py",
-                "course/lib/sweatlab/grading/gradescope.py", f"course/lib/sweatlab/checks/lab{LAB}.py",
+                "course/lib/sweatlab/grading/gradescope.py", f"course/lib/sweatlab/labs/lab{LAB}/checks.py",
                 f"course/labs/{LAB}.ipynb", "course/hidden/hidden_gradefix.py"} <= names
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
         assert not [n for n in names if "solution" in n], "solutions never go into the zip"
@@ -269,15 +272,23 @@ def test_building_says_what_is_missing(gs_course, tmp_path):
 
 
 def test_resolve_lab_by_number_name_or_prefix(tmp_path):
+    """The gradescope verb names its lab as every verb does: the course's one resolver over labs/."""
     for name in ("01_matmul", "01_matmul_numba", "02_cache", "README"):
         (tmp_path / f"{name}.ipynb").write_text("{}")
-    assert gradescope.resolve_lab(tmp_path, "02") == "02_cache"
-    assert gradescope.resolve_lab(tmp_path, "01_matmul") == "01_matmul", "an exact name wins over a prefix"
-    assert gradescope.resolve_lab(tmp_path, "01_matmul_n") == "01_matmul_numba"
-    with pytest.raises(gradescope.AutograderError, match="matches 2 labs"):
-        gradescope.resolve_lab(tmp_path, "01")
-    with pytest.raises(gradescope.AutograderError, match="no lab matches '07'"):
-        gradescope.resolve_lab(tmp_path, "07")
+    labs = L.lab_names(tmp_path)
+    assert labs == ["01_matmul", "01_matmul_numba", "02_cache"], "README is not a lab"
+    assert L.resolve_lab("02", labs) == "02_cache"
+    assert L.resolve_lab("01_matmul", labs) == "01_matmul", "an exact name wins over a prefix"
+    assert L.resolve_lab("01_matmul_n", labs) == "01_matmul_numba"
+    assert L.resolve_lab("labs/02_cache.ipynb", labs) == L.resolve_lab("02_cache.py", labs) == "02_cache"
+    with pytest.raises(L.LabNameError, match=r"'01' matches 2 labs \(01_matmul, 01_matmul_numba\)"):
+        L.resolve_lab("01", labs)
+    with pytest.raises(L.LabNameError, match="no lab matches '07'; the labs are: 01_matmul, 01_matmul_numba, 02_cache"):
+        L.resolve_lab("07", labs)
+    with pytest.raises(L.LabNameError, match="no lab matches ''"):
+        L.resolve_lab("", labs)
+    error = pytest.raises(L.LabNameError, L.resolve_lab, "07", labs).value
+    assert isinstance(error, ValueError) and isinstance(error, L.CourseError) and "\n" not in str(error)
 
 
 def test_cli_writes_the_zip_and_fails_cleanly(gs_course, tmp_path, capsys):

@@ -293,6 +293,37 @@ def test_reconstruction_takes_only_answer_cells_from_the_submission(grading_cour
     assert notes == []
 
 
+def test_the_lab_layout_comes_from_the_cells_metadata_not_the_headings(grading_course):
+    from sweatlab.grading.pipeline import lab_layout
+
+    pristine = nbformat.read(grading_course / "labs" / f"{LAB}.ipynb", as_version=4)
+    layout = lab_layout(pristine)
+    assert layout.exercises == ("add", "mean", "fast")
+    assert layout.titles == {"add": "Exercise 1: adding numbers and arrays", "mean": "Exercise 2: the mean of a list",
+                             "fast": "Exercise 3: a faster sum"}
+    assert layout.answer_cells == {"add": ["ex-add"], "mean": ["ex-mean"], "fast": ["ex-fast"]}, \
+        "the setup cell with the given total_loop answers nothing"
+    assert layout.reflections == {"reflect-speed": "Why is np.sum faster than the loop?"}
+
+    renamed = copy.deepcopy(pristine)  # headings and check() calls say other things: the metadata decides
+    for cell in renamed.cells:
+        if cell.cell_type == "markdown":
+            cell.source = cell.source.replace("Exercise 1: adding numbers and arrays", "Exercise 9: something else")
+        if cell.id == "check-mean":
+            cell.source = 'check("add")'
+        if cell.id == "ex-add":
+            cell.metadata["sweat"]["exercise"] = ["add", "mean"]  # one answer cell serving two exercises
+    again = lab_layout(renamed)
+    assert again.titles == layout.titles and again.exercises == layout.exercises
+    assert again.answer_cells == {"add": ["ex-add"], "mean": ["ex-add", "ex-mean"], "fast": ["ex-fast"]}
+
+    bare = copy.deepcopy(pristine)  # the headings and check("x") calls alone name nothing
+    for cell in bare.cells:
+        for key in ("exercise", "title"):
+            cell.metadata.get("sweat", {}).pop(key, None)
+    assert lab_layout(bare).titles == {} and lab_layout(bare).answer_cells == {} and lab_layout(bare).exercises == ()
+
+
 @pytest.mark.parametrize("text, phrase", [("", "empty"), ("{", "not valid notebook JSON"),
                                           ('{"a": 1}', "not a Jupyter notebook"), ("\x00\xff", "not a notebook")])
 def test_unreadable_files_say_what_to_do(tmp_path, text, phrase):

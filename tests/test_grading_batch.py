@@ -20,6 +20,7 @@ import nbformat
 import psutil
 import pytest
 
+from sweatlab.course import layout as L
 from sweatlab.grading import grader, report, store
 from sweatlab.grading.sandbox import RUN_TAG, Child, Limits, isolation
 
@@ -100,14 +101,33 @@ def test_gradescope_export_layout_names_each_learner(grading_course, tmp_path):
 
 
 def test_lab_is_found_by_number_or_unique_prefix(grading_course, tmp_path):
-    labs = grading_course / "labs"
-    assert grader.resolve_lab("98", labs) == LAB and grader.resolve_lab("98_grade", labs) == LAB
+    labs = L.lab_names(grading_course / "labs")
+    assert L.resolve_lab("98", labs) == LAB and L.resolve_lab("98_grade", labs) == LAB
     with pytest.raises(ValueError, match="no lab matches"):
-        grader.resolve_lab("42", labs)
+        L.resolve_lab("42", labs)
     result = subprocess.run([*CLI, "--root", str(grading_course), "grade", str(grading_course / "solution.ipynb"),
                              "--lab", "42", "--out", str(tmp_path / "o")], capture_output=True, text=True,
                             env=_env(), timeout=60)
     assert result.returncode == 2 and "no lab matches '42'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_selftest_fails_a_lab_whose_check_cells_name_other_exercises(grading_course, tmp_path, capsys):
+    """The check cells' metadata must name the exercises the lab's checks register, in order (the grader
+    and progress take the answer cells of each exercise from it)."""
+    from sweatlab.tools.cli import main
+
+    root = tmp_path / "course"
+    shutil.copytree(grading_course, root)
+    path = root / "labs" / f"{LAB}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    [cell] = [c for c in nb.cells if c.id == "check-mean"]
+    cell.metadata["sweat"]["exercise"] = "average"
+    nbformat.write(nb, path)
+    assert main(["--root", str(root), "grade", "--selftest"]) == 1
+    out = capsys.readouterr().out
+    [line] = [line for line in out.splitlines() if line.startswith(f"FAIL {LAB}")]
+    assert "name the exercises add, average, fast" in line and "registers add, mean, fast" in line
+    assert "1 failed" in out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -235,3 +235,38 @@ def test_without_ipywidgets_an_html_table(mixed, monkeypatch):
     shown = P.show_progress(progress=mixed)
     assert type(shown).__name__ == "HTML"
     assert "<table>" in shown.data and LAB in shown.data and "2/5" in shown.data and "exit_costs" in shown.data
+
+
+def test_grade_and_progress_run_the_one_pipeline(grading_course, tmp_path, monkeypatch):
+    """Both judge a notebook by what pipeline.run_lab_tests returns: grade with the timed checks, progress
+    (--quick) without; neither runs tests of its own beside it."""
+    from sweatlab.grading import grader, pipeline
+    from sweatlab.kit.checks import TestResult
+
+    calls = []
+
+    def fake(pristine, submission, lab, tests, limits, *, timed=True, exercises=None, layout=None, cpus=None):
+        tests = [t for t in tests if exercises is None or t.exercise in exercises]
+        calls.append((lab, timed, sorted({t.exercise for t in tests})))
+        run = pipeline.LabRun(notes=["a note from the pipeline"])
+        for t in tests:
+            if not timed and t.name == "fast is faster":
+                run.skipped.append(t)
+            else:
+                ok = t.exercise != "mean"
+                run.results.append(TestResult(lab, t.exercise, t.name, t.points if ok else 0.0, t.points, ok,
+                                              "" if ok else "mean([1, 2, 3, 4]): expected 2.5, got 7"))
+        return run
+
+    monkeypatch.setattr(pipeline, "run_lab_tests", fake)
+    path = tmp_path / "labs" / "98_gradefix.ipynb"
+    path.parent.mkdir()
+    path.write_bytes((grading_course / "solution.ipynb").read_bytes())
+    grade = grader.grade_submission(path, grading_course / "labs", "98_gradefix", hidden=False)
+    assert grade.score == 5 and grade.max_score == 7 and "a note from the pipeline" in grade.notes
+    lab = P.check_lab("98_gradefix", path, P.pristine_lab("98_gradefix", grading_course), quick=True)
+    assert calls == [("98_gradefix", True, ["add", "fast", "mean"]), ("98_gradefix", False, ["add", "fast", "mean"])]
+    ex = _by_exercise(lab)
+    assert ex["add"].status == P.DONE and ex["mean"].status == P.FAILING and "got 7" in ex["mean"].message
+    assert ex["fast"].skipped == ["fast is faster"] and ex["fast"].status == P.DONE
+    assert "a note from the pipeline" in lab.notes

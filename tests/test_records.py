@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from sweatlab.measure import records
+from sweatlab.measure.config import course_root
 from sweatlab.measure.records import load_records, record, results_dir
 
 
@@ -89,17 +90,48 @@ def test_results_default_to_the_course_root(tmp_path, monkeypatch):
 def test_solutions_folder_also_marks_the_course_root(tmp_path, monkeypatch):
     monkeypatch.delenv("SWEAT_RESULTS_DIR", raising=False)
     (tmp_path / "c" / "solutions").mkdir(parents=True)
+    (tmp_path / "c" / "pyproject.toml").write_text("")
     (tmp_path / "c" / "deep" / "er").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "c" / "deep" / "er")
     assert results_dir() == (tmp_path / "c" / "results").resolve()
 
 
+def _outside_any_course(folder: Path) -> bool:
+    return course_root(folder) is None  # no folder at or above it is a course
+
+
 def test_without_a_course_root_results_go_in_the_current_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("SWEAT_RESULTS_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
-    if any((p / "pyproject.toml").exists() or (p / "solutions").is_dir() for p in tmp_path.resolve().parents):
+    if not _outside_any_course(tmp_path):
         pytest.skip("a parent of the temp folder looks like a course root")
     assert results_dir() == tmp_path.resolve() / "results"
+
+
+def test_one_rule_finds_the_course_folder_everywhere(tmp_path, monkeypatch):
+    """pyproject.toml beside solutions/ or labs/ marks the course; either alone is some other folder. The CLI's
+    default --root and progress use the same finder as the results folder."""
+    from sweatlab.course.layout import CourseError, find_root
+
+    if not _outside_any_course(tmp_path):
+        pytest.skip("a parent of the temp folder looks like a course root")
+    other = tmp_path / "other-project"
+    (other / "solutions").mkdir(parents=True)  # solutions/ without pyproject.toml: not a course
+    (other / "pkg").mkdir()
+    (other / "pkg" / "pyproject.toml").write_text("")  # pyproject.toml without solutions/ or labs/: not a course
+    assert course_root(other / "pkg") is None and course_root(other / "solutions") is None
+    with pytest.raises(CourseError, match="not inside the course folder"):
+        find_root(other / "pkg")
+    monkeypatch.delenv("SWEAT_RESULTS_DIR", raising=False)
+    monkeypatch.chdir(other / "pkg")
+    assert results_dir() == (other / "pkg" / "results").resolve()
+
+    grader_copy = tmp_path / "autograder" / "course"  # Gradescope's: no solutions/, the blank labs/
+    (grader_copy / "labs").mkdir(parents=True)
+    (grader_copy / "pyproject.toml").write_text("")
+    assert course_root(grader_copy / "labs") == find_root(grader_copy / "labs") == grader_copy.resolve()
+    monkeypatch.chdir(grader_copy / "labs")
+    assert results_dir() == (grader_copy / "results").resolve()
 
 
 def test_record_prints_nothing(results, capfd):
@@ -110,6 +142,7 @@ def test_record_prints_nothing(results, capfd):
 
 def test_display_path_is_relative_inside_the_course(tmp_path, monkeypatch):
     (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "labs").mkdir()
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SWEAT_RESULTS_DIR", raising=False)
     assert records.records_path_for_display() == "results/records.jsonl"

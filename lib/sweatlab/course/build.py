@@ -10,7 +10,7 @@ from typing import Iterable
 import nbformat
 
 from sweatlab.course import figures as F
-from sweatlab.course.layout import KERNEL_SPEC, SOLUTION_TAG, Course, CourseError, sweat_of, tags_of
+from sweatlab.course.layout import KERNEL_SPEC, SOLUTION_TAG, Course, CourseError, resolve_lab, sweat_of, tags_of
 from sweatlab.course.source import load_source, solution_regions
 
 
@@ -65,17 +65,14 @@ def write_if_changed(path: Path, text: str) -> bool:
 
 
 def select_sources(course: Course, only: Iterable[str]) -> list[Path]:
-    """The sources named in ``only`` (``"01"``, ``"01_matmul"``, a path), or all when it is empty."""
-    only = [o.removesuffix(".py").removesuffix(".ipynb").split("/")[-1] for o in only]
+    """The sources named in ``only`` (each as :func:`~sweatlab.course.layout.resolve_lab` takes it: ``"01"``,
+    ``"01_matmul"``, a unique prefix, a path), in course order; all of them when ``only`` is empty."""
     sources = course.sources()
     if not only:
         return sources
-    picked = [s for s in sources if any(s.stem == o or s.stem.startswith(o + "_") for o in only)]
-    if len(picked) < len(only):
-        names = ", ".join(s.stem for s in sources) or "none"
-        raise CourseError(course.solutions, f"no lab matches {' '.join(only)!r}",
-                          f"name a lab by number or name; the labs are: {names}")
-    return picked
+    names = [s.stem for s in sources]
+    picked = {resolve_lab(o, names) for o in only}
+    return [s for s in sources if s.stem in picked]
 
 
 def shipped_figures(course: Course, src: Path) -> dict:

@@ -1,8 +1,10 @@
-"""``make check``: the executed solutions and the generated labs are in sync with their sources."""
+"""``make check``: the executed solutions and the generated labs are in sync with their sources, and
+each source says in its cells' metadata which cells answer and check which exercise."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -10,7 +12,7 @@ import nbformat
 from sweatlab.course import figures as F
 from sweatlab.course.build import dumps, expected_solution, make_lab, shipped_figures
 from sweatlab.course.layout import (BEGIN, CHECK_OUTPUT_TAG, END, LAB_NAME_RE, SOLUTION_TAG, Course, CourseError,
-                            sweat_of, tags_of)
+                                    exercises_of, sweat_of, tags_of)
 from sweatlab.course.source import load_source
 
 
@@ -118,6 +120,83 @@ def _lab_hygiene(path: Path, text: str) -> list[CourseError]:
     return problems
 
 
+_CHECK_CALL = re.compile(r"""\bcheck\(\s*["']([^"']*)["']""")
+_TITLE = re.compile(r"^Exercise (\d+): \S")
+
+
+def check_exercises(src: Path, source: nbformat.NotebookNode) -> list[CourseError]:
+    """Which cells answer and check which exercise, as the grader and ``progress`` read it from the metadata.
+
+    Every answer cell names its ``"exercise"`` (or a list of them) and every check cell its one ``"exercise"``
+    and ``"title"`` ("Exercise N: ...", N = 1, 2, ... in order); a check cell's ``check("...")`` names its
+    exercise; each checked exercise has an answer cell above its check cell; each answered exercise a check cell.
+    """
+    problems: list[CourseError] = []
+    checked: dict[str, int] = {}  # exercise -> the index of its check cell
+    answered: dict[str, int] = {}  # exercise -> the index of its first answer cell
+    number = 0
+    for i, cell in enumerate(source.cells):
+        meta, pos = sweat_of(cell), dict(cell=i + 1, cell_id=cell.get("id"))
+        role = meta.get("role")
+        if role not in ("answer", "check"):
+            if "exercise" in meta:
+                problems.append(CourseError(src, f"a cell of role {role!r} names an exercise; only answer and check "
+                                                 "cells do", 'remove its "exercise", or give it the role it has', **pos))
+            continue
+        names = exercises_of(cell)
+        value = meta.get("exercise")
+        if not names or (isinstance(value, list) and len(names) != len(value)):
+            what = "answers" if role == "answer" else "checks"
+            problems.append(CourseError(
+                src, f"this {role} cell does not say which exercise it {what} (no \"exercise\" in its metadata)",
+                'add "exercise": "<the name its check cell passes to check()>" to its sweat={...}', **pos))
+            continue
+        if role == "answer":
+            for name in names:
+                answered.setdefault(name, i)
+            continue
+        if len(names) != 1 or not isinstance(value, str):
+            problems.append(CourseError(src, f"a check cell checks one exercise; this one names {names}",
+                                        "split it into one check cell per exercise", **pos))
+            continue
+        name = names[0]
+        if name in checked:
+            problems.append(CourseError(src, f"a second check cell for exercise {name!r} (the first is cell "
+                                             f"{checked[name] + 1})", "keep one check cell per exercise", **pos))
+            continue
+        checked[name] = i
+        number += 1
+        title = meta.get("title")
+        found = _TITLE.match(title) if isinstance(title, str) else None
+        if found is None:
+            problems.append(CourseError(
+                src, f"the check cell of exercise {name!r} has no title \"Exercise {number}: ...\" in its metadata",
+                f'add "title": "Exercise {number}: <the exercise\'s title, as its heading gives it>"', **pos))
+        elif int(found.group(1)) != number:
+            problems.append(CourseError(
+                src, f"the check cell of exercise {name!r} is titled {title!r}, but it is exercise {number} of "
+                     "this lab (exercises are numbered 1, 2, ... in the order of their check cells)",
+                f'title it "Exercise {number}: ..." (and its heading too)', **pos))
+        calls = _CHECK_CALL.findall(cell.source)
+        wrong = [c for c in calls if c != name]
+        if wrong:
+            problems.append(CourseError(
+                src, f"the check cell of exercise {name!r} calls check({wrong[0]!r})",
+                f'call check("{name}") here, or set its "exercise" to "{wrong[0]}"', **pos))
+        if name not in answered:
+            problems.append(CourseError(
+                src, f"exercise {name!r} has a check cell but no answer cell above it",
+                f'add "exercise": "{name}" to the metadata of the answer cell(s) it checks', **pos))
+    for name, i in answered.items():
+        if name not in checked:
+            cell = source.cells[i]
+            problems.append(CourseError(
+                src, f"the answer cell names exercise {name!r}, which no check cell checks",
+                f'add a check cell below it, sweat={{"exercise": "{name}", "title": "Exercise N: ..."}} running '
+                f'check("{name}"), or name the exercise its check cell checks', cell=i + 1, cell_id=cell.get("id")))
+    return problems
+
+
 def check_figures(course: Course, src: Path, source: nbformat.NotebookNode, figures: dict) -> list[CourseError]:
     """Every ``{{figure}}`` the prose quotes was made by the shipped run."""
     values = figures.get("values", {})
@@ -161,6 +240,7 @@ def check_course(course: Course) -> list[CourseError]:
             problems.append(exc)
             continue
         figures = shipped_figures(course, src)
+        problems += check_exercises(src, source)
         problems += check_figures(course, src, source, figures)
         problems += check_solution_pair(course, src, expected_solution(course, src, figures))
         problems += check_lab(course, src, make_lab(source, figures))

@@ -1,8 +1,9 @@
-"""The course's fixed words and places: markers, roles, the kernel, the folders, the errors.
+"""The course's fixed words and places: markers, roles, the kernel, the folders, the errors, and
+the one way to name a lab (:func:`resolve_lab`).
 
-Standard library only, so ``doctor`` and the CLI can use it on an install where nbformat or
-jupytext is missing or broken. The tooling that reads and writes notebooks is in
-``course_source``, ``course_build`` and ``course_check``; ``sweatlab.course`` gathers it all.
+Standard library only (and :mod:`sweatlab.measure.config`, which is too), so ``doctor`` and the
+CLI can use it on an install where nbformat or jupytext is missing or broken. The tooling that
+reads and writes notebooks is in ``source``, ``build`` and ``check``; ``sweatlab.course`` gathers it all.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
+
+from sweatlab.measure.config import course_root
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -72,7 +76,7 @@ class Course:
 
     def sources(self) -> list[Path]:
         """The lab sources, ``solutions/NN_topic.py``, in order."""
-        return sorted(p for p in self.solutions.glob("*.py") if LAB_NAME_RE.match(p.stem))
+        return [self.solutions / f"{name}.py" for name in lab_names(self.solutions, ".py")]
 
     def solution_ipynb(self, src: Path) -> Path:
         return src.with_suffix(".ipynb")
@@ -82,19 +86,60 @@ class Course:
 
 
 def find_root(start: Path | None = None) -> Path:
-    """The course root: the nearest folder at or above ``start`` holding ``solutions/`` and ``pyproject.toml``."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "solutions").is_dir() and (folder / "pyproject.toml").is_file():
-            return folder
-    raise CourseError(here, "not inside the course folder (no solutions/ and pyproject.toml above it)",
-                      "cd into the cloned course repository, or pass --root PATH")
+    """The course root found from ``start`` (:func:`sweatlab.measure.config.course_root`), or a CourseError."""
+    root = course_root(start)
+    if root is None:
+        raise CourseError((start or Path.cwd()).resolve(),
+                          "not inside the course folder (no pyproject.toml beside solutions/ or labs/ above it)",
+                          "cd into the cloned course repository, or pass --root PATH")
+    return root
+
+
+class LabNameError(CourseError, ValueError):
+    """No lab, or several, match the name given; its text (one line) lists the labs."""
+
+    def __init__(self, problem: str):
+        super().__init__("", problem, "name a lab by its number, its full name or a unique prefix")
+
+    def __str__(self) -> str:
+        return self.problem
+
+
+def lab_names(folder: Path, suffix: str = ".ipynb") -> list[str]:
+    """The labs (``NN_topic``) that have a file ``NN_topic<suffix>`` in ``folder``, in order."""
+    return sorted(p.stem for p in Path(folder).glob(f"*{suffix}") if LAB_NAME_RE.match(p.stem))
+
+
+def resolve_lab(wanted: str, labs: Iterable[str]) -> str:
+    """The one lab of ``labs`` that ``wanted`` names: its full name, its number ("01") or a unique prefix
+    ("01_mat"); an exact name wins over a prefix, and a path or file name counts by its stem
+    ("solutions/01_matmul.py"). A :class:`LabNameError` that lists the labs when none or several match."""
+    labs = sorted(labs)
+    name = Path(str(wanted).strip()).name
+    for suffix in (".py", ".ipynb"):
+        name = name.removesuffix(suffix)
+    if name in labs:
+        return name
+    matches = [lab for lab in labs if name and lab.startswith(name)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise LabNameError(f"no lab matches {name!r}; the labs are: {', '.join(labs) or 'none'}")
+    raise LabNameError(f"{name!r} matches {len(matches)} labs ({', '.join(matches)}); name one of them")
 
 
 def sweat_of(cell) -> dict:
     """A cell's ``sweat`` metadata (id, role, timeout, ...); empty when it has none."""
     meta = cell.get("metadata", {}).get("sweat", {})
     return meta if isinstance(meta, dict) else {}
+
+
+def exercises_of(cell) -> list[str]:
+    """The exercises a cell answers or checks: its ``sweat`` metadata's ``"exercise"`` (a name, or a list of
+    names for an answer cell that serves several); empty when it names none."""
+    value = sweat_of(cell).get("exercise")
+    values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return [v for v in values if isinstance(v, str) and v]
 
 
 def tags_of(cell) -> list[str]:

@@ -13,7 +13,7 @@ On Gradescope the zip lands in ``/autograder/source``, the learner's files in
 ``/autograder/submission``, and ``run_autograder`` runs ``sweatlab grade ... --gradescope-json
 /autograder/results/results.json``, which writes :func:`results_object` of the graded notebook.
 
-Only the standard library is imported here, so ``run_autograder`` can still report a broken
+Only the standard library (and :mod:`sweatlab.course.layout`, which is too) is imported here, so ``run_autograder`` can still report a broken
 install in words.
 """
 
@@ -27,12 +27,13 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from sweatlab.course.layout import LAB_NAME_RE  # standard library only
+
 if TYPE_CHECKING:
-    from sweatlab.grading.grader import SubmissionGrade
+    from sweatlab.grading.submission import SubmissionGrade
 
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
 _EXERCISE_NUMBER_RE = re.compile(r"^\s*exercise\s+(\d+)\b", re.IGNORECASE)
-_LAB_NAME_RE = re.compile(r"^\d\d_[a-z0-9_]+$")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # every entry gets this date: the same inputs make the same zip
 
 
@@ -310,24 +311,9 @@ def setup_script(pip_args: str = "") -> str:
 
 def run_script(lab: str, hidden: bool) -> str:
     """The text of ``run_autograder`` for ``lab``."""
-    if not _LAB_NAME_RE.match(lab):
+    if not LAB_NAME_RE.match(lab):
         raise AutograderError(f"{lab!r} is not a lab name (NN_topic)")
     return RUN_AUTOGRADER.replace("__LAB__", lab).replace("__HIDDEN__", "1" if hidden else "0")
-
-
-def resolve_lab(labs_dir: Path, wanted: str) -> str:
-    """The lab in ``labs_dir`` that ``wanted`` names: its name, its number ("01") or a unique prefix."""
-    labs = sorted(p.stem for p in Path(labs_dir).glob("*.ipynb") if _LAB_NAME_RE.match(p.stem))
-    wanted = wanted.strip().removesuffix(".ipynb").split("/")[-1]
-    if wanted in labs:
-        return wanted
-    matches = [lab for lab in labs if wanted and lab.startswith(wanted)]
-    if len(matches) == 1:
-        return matches[0]
-    known = ", ".join(labs) or "none"
-    if not matches:
-        raise AutograderError(f"no lab matches {wanted!r} in {labs_dir}; the labs are: {known}")
-    raise AutograderError(f"{wanted!r} matches {len(matches)} labs ({', '.join(matches)}); name one of them")
 
 
 def _library_files(lib: Path) -> list[Path]:
@@ -366,8 +352,8 @@ def build_autograder(course_root: Path, lab: str, hidden: Path | None, out_zip: 
         hidden_files = sorted(p for p in hidden.glob("*.py") if p.is_file())
         if not hidden_files:
             raise AutograderError(f"no hidden tests (*.py) in {hidden}")
-    if not (root / "lib" / "sweatlab" / "checks" / f"lab{lab}.py").is_file() and not hidden_files:
-        raise AutograderError(f"lab {lab} has no public checks (lib/sweatlab/checks/lab{lab}.py) and no hidden "
+    if not (root / "lib" / "sweatlab" / "labs" / f"lab{lab}" / "checks.py").is_file() and not hidden_files:
+        raise AutograderError(f"lab {lab} has no public checks (lib/sweatlab/labs/lab{lab}/checks.py) and no hidden "
                               "tests were given: there would be nothing to grade")
 
     files: list[tuple[str, Path]] = [("course/pyproject.toml", needed["pyproject.toml"]),

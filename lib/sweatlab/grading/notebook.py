@@ -15,6 +15,8 @@ from pathlib import Path
 
 import nbformat
 
+from sweatlab.course.layout import sweat_of
+
 SKIPPED_ROLES = ("check", "demo")
 
 
@@ -61,14 +63,9 @@ def read_submission(path: Path) -> nbformat.NotebookNode:
                               "open it in JupyterLab, save it, and submit it again") from None
 
 
-def _sweat(cell) -> dict:
-    meta = cell.get("metadata", {}).get("sweat", {})
-    return meta if isinstance(meta, dict) else {}
-
-
 def cell_key(cell) -> str | None:
     """A cell's stable course id: ``metadata.sweat.id``, else the nbformat cell id."""
-    key = _sweat(cell).get("id") or cell.get("id")
+    key = sweat_of(cell).get("id") or cell.get("id")
     return key if isinstance(key, str) else None
 
 
@@ -82,7 +79,7 @@ def reconstruct(pristine: nbformat.NotebookNode, submission: nbformat.NotebookNo
     notes: list[str] = []
     pristine_ids = [cell_key(c) for c in pristine.cells]
     known = set(pristine_ids)
-    answers = {cell_key(c) for c in pristine.cells if _sweat(c).get("role") == "answer"}
+    answers = {cell_key(c) for c in pristine.cells if sweat_of(c).get("role") == "answer"}
 
     taken: dict[str, list] = {}
     added_after: dict[str | None, list] = {}
@@ -104,8 +101,8 @@ def reconstruct(pristine: nbformat.NotebookNode, submission: nbformat.NotebookNo
 
     add_learner_cells(None)
     for cell, key in zip(pristine.cells, pristine_ids):
-        role = _sweat(cell).get("role")
-        timeout = _sweat(cell).get("timeout")
+        role = sweat_of(cell).get("role")
+        timeout = sweat_of(cell).get("timeout")
         if cell.cell_type == "code" and role not in SKIPPED_ROLES:
             if key in answers:
                 copies = taken.get(key, [])

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from sweatlab.kit.checks import TestResult
-from sweatlab.grading.grader import SubmissionGrade
+from sweatlab.grading.submission import SubmissionGrade
 
 _MAX_IN_HEADER = re.compile(r"^(.*?)\s*\(max\s*([0-9.]+)\)\s*$")
 

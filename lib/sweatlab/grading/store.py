@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from sweatlab.grading.grader import SubmissionGrade
+from sweatlab.grading.submission import SubmissionGrade
 
 FOLDER = "graded"
 

@@ -3,9 +3,9 @@
     record("00_measure", gflops=123.4, threads=1) -> dict     appends to <results>/records.jsonl
     load_records(lab=None) -> list[dict]
 
-The results folder is $SWEAT_RESULTS_DIR if set, else `results/` at the course root (the
-nearest parent folder of the current directory holding pyproject.toml or solutions/), else
-`results/` in the current directory. The course keeps it out of git.
+The results folder is $SWEAT_RESULTS_DIR if set, else `results/` in the course folder (found from
+the current directory by `sweatlab.measure.config.course_root`), else `results/` in the current
+directory. The course keeps it out of git.
 """
 
 from __future__ import annotations
@@ -18,34 +18,29 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["record", "load_records", "results_dir", "records_path_for_display", "course_root", "RECORDS_FILE",
-           "package_versions"]
+from sweatlab.measure.config import course_root
+
+__all__ = ["record", "load_records", "results_dir", "records_path_for_display", "RECORDS_FILE", "package_versions"]
 
 RECORDS_FILE = "records.jsonl"
 _PACKAGES = ("sweatlab", "numpy", "torch", "numba", "threadpoolctl", "psutil", "matplotlib", "onnxruntime", "onnx",
              "onnxscript", "scikit-learn")
 
 
-def course_root(start: str | os.PathLike[str] | None = None) -> Path:
-    """Nearest folder at or above `start` (default: cwd) holding pyproject.toml or solutions/; else `start`."""
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file() or (folder / "solutions").is_dir():
-            return folder
-    return here
-
-
 def results_dir() -> Path:
-    """$SWEAT_RESULTS_DIR, else <course root>/results (not created here)."""
+    """$SWEAT_RESULTS_DIR, else <course folder>/results, else ./results (not created here)."""
     env = os.environ.get("SWEAT_RESULTS_DIR")
-    return Path(env).expanduser() if env else course_root() / "results"
+    if env:
+        return Path(env).expanduser()
+    return (course_root() or Path.cwd().resolve()) / "results"
 
 
 def records_path_for_display() -> str:
     """Where records go, relative to the course folder when inside it (safe to print in a notebook)."""
     path = results_dir() / RECORDS_FILE
+    root = course_root()
     try:
-        return str(path.resolve().relative_to(course_root()))
+        return str(path.resolve().relative_to(root)) if root else str(path)
     except ValueError:
         return str(path)
 

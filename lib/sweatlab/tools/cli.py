@@ -140,7 +140,7 @@ def _notebook_threads(path: Path) -> int:
     """The threads a notebook's lab asks for (``sweat={"threads": N}`` on a cell); 1 if unreadable."""
     import nbformat
 
-    from sweatlab.grading.grader import lab_threads
+    from sweatlab.grading.pipeline import lab_threads
 
     try:
         return lab_threads(nbformat.read(path, as_version=4))
@@ -211,8 +211,8 @@ def cmd_grade(args) -> int:
     lab = None
     if args.lab:
         try:
-            lab = grader.resolve_lab(args.lab, course.labs)
-        except ValueError as exc:
+            lab = C.resolve_lab(args.lab, C.lab_names(course.labs))
+        except C.LabNameError as exc:
             print(f"grade: {exc}", file=sys.stderr)
             return 2
     if args.hidden:
@@ -295,21 +295,33 @@ def _write_gradescope(path: Path, grade, graded: list) -> None:
 
 
 def _selftest(course: C.Course, limits, jobs: int) -> int:
-    """Every lab: its solution scores full marks, its blank student version zero, neither crashes."""
-    from sweatlab.kit.checks import load_lab_tests
-    from sweatlab.grading import grader
+    """Every lab: its check cells name the exercises its checks module registers, in order; its solution
+    scores full marks, its blank student version zero, and neither crashes."""
+    import nbformat
 
-    labs, unchecked = [], []
-    for lab_path in sorted(course.labs.glob("*.ipynb")):
+    from sweatlab.grading import grader
+    from sweatlab.grading.pipeline import lab_layout
+    from sweatlab.kit.checks import load_lab_tests
+
+    labs, failed_labs = [], []
+    for name in C.lab_names(course.labs):
         try:
-            load_lab_tests(lab_path.stem)
+            tests = load_lab_tests(name)
         except KeyError:
-            unchecked.append(lab_path.stem)
-            print(f"FAIL {lab_path.stem:<14} has no checks module: write lib/sweatlab/checks/lab{lab_path.stem}.py "
+            failed_labs.append(name)
+            print(f"FAIL {name:<14} has no checks module: write lib/sweatlab/labs/lab{name}/checks.py "
                   "(every lab's exercises need public checks; see the README's 'Adding a lab')")
             continue
-        labs.append(lab_path.stem)
-    if not labs and not unchecked:
+        registered = list(dict.fromkeys(t.exercise for t in tests))
+        in_cells = list(lab_layout(nbformat.read(course.labs / f"{name}.ipynb", as_version=4)).exercises)
+        if in_cells != registered:
+            failed_labs.append(name)
+            print(f"FAIL {name:<14} its check cells name the exercises {', '.join(in_cells) or 'none'}, its checks "
+                  f"module registers {', '.join(registered) or 'none'}: give each registered exercise one check "
+                  'cell, in the same order, with sweat={"exercise": ..., "title": ...}')
+            continue
+        labs.append(name)
+    if not labs and not failed_labs:
         print("selftest: no labs yet")
         return 0
     files = [p for lab in labs for p in (course.solutions / f"{lab}.ipynb", course.labs / f"{lab}.ipynb")]
@@ -328,9 +340,10 @@ def _selftest(course: C.Course, limits, jobs: int) -> int:
                     print(f"       {r.exercise}: {r.name}: {r.message.splitlines()[0] if r.message else 'passed'}")
             for e in g.cell_errors + g.notes:
                 print(f"       {e.splitlines()[0]}")
-    print(f"selftest: {len(grades) - failures} passed, {failures + len(unchecked)} failed"
-          + (f" ({len(unchecked)} lab(s) without checks)" if unchecked else ""))
-    return 1 if failures or unchecked else 0
+    print(f"selftest: {len(grades) - failures} passed, {failures + len(failed_labs)} failed"
+          + (f" ({len(failed_labs)} lab(s) not graded: no checks module, or check cells that do not match it)"
+             if failed_labs else ""))
+    return 1 if failures or failed_labs else 0
 
 
 def cmd_gradescope(args) -> int:
@@ -339,10 +352,10 @@ def cmd_gradescope(args) -> int:
 
     course = _course(args)
     try:
-        lab = gradescope.resolve_lab(course.labs, args.lab)
+        lab = C.resolve_lab(args.lab, C.lab_names(course.labs))
         out = gradescope.build_autograder(course.root, lab, Path(args.hidden) if args.hidden else None,
                                           Path(args.out), args.pip_args)
-    except gradescope.AutograderError as exc:
+    except (C.LabNameError, gradescope.AutograderError) as exc:
         print(f"gradescope: {exc}", file=sys.stderr)
         return 2
     size = out.stat().st_size

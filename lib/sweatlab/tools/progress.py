@@ -24,7 +24,6 @@ import dataclasses
 import html
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -34,14 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sweatlab.course.layout import LAB_NAME_RE, CourseError, find_root
+from sweatlab.course import layout as L
+from sweatlab.measure.config import course_root
 
 DONE, FAILING, NOT_STARTED, ERROR, SKIPPED = "done", "failing", "not started", "error", "skipped"
 STATUSES = (DONE, FAILING, NOT_STARTED, ERROR, SKIPPED)
 DEFAULT_LAB_TIMEOUT_S = 300.0
 DEFAULT_CELL_TIMEOUT_S = 60.0
 STUB_MESSAGE = "its answer cells are still the lab's stubs"
-_CELL_ERROR = re.compile(r"^cell '([^']+)'")
 
 
 class ProgressError(Exception):
@@ -140,40 +139,10 @@ class Progress:
 # Which labs, and the pristine lab each notebook is compared with
 # ---------------------------------------------------------------------------------------------
 
-def course_root(labs_dir: Path | None = None) -> Path | None:
-    """The course folder holding ``labs_dir`` (or the current directory); None outside a course."""
-    for start in ([Path(labs_dir)] if labs_dir else []) + [Path.cwd()]:
-        try:
-            return find_root(start)
-        except CourseError:
-            continue
-    return None
-
-
 def lab_names(labs_dir: Path, root: Path | None) -> list[str]:
     """The course's labs: from its sources (``solutions/NN_topic.py``), else the notebooks in ``labs_dir``."""
-    names = set()
-    if root is not None and (root / "solutions").is_dir():
-        names |= {p.stem for p in (root / "solutions").glob("*.py") if LAB_NAME_RE.match(p.stem)}
-    if not names:
-        names |= {p.stem for p in Path(labs_dir).glob("*.ipynb") if LAB_NAME_RE.match(p.stem)}
-    return sorted(names)
-
-
-def resolve_labs(wanted: str | None, labs: list[str]) -> list[str]:
-    """All labs, or the one ``wanted`` names (its number "04", a unique prefix, or its name)."""
-    if not wanted:
-        return labs
-    wanted = wanted.strip().removesuffix(".ipynb").split("/")[-1]
-    if wanted in labs:
-        return [wanted]
-    matches = [lab for lab in labs if lab.startswith(wanted)]
-    if len(matches) == 1:
-        return matches
-    known = ", ".join(labs) or "none"
-    if not matches:
-        raise ProgressError(f"no lab matches {wanted!r}; the labs are: {known}")
-    raise ProgressError(f"{wanted!r} matches {len(matches)} labs ({', '.join(matches)}); name one of them")
+    names = L.lab_names(root / "solutions", ".py") if root is not None else []
+    return names or L.lab_names(Path(labs_dir))
 
 
 def pristine_lab(lab: str, root: Path | None):
@@ -206,36 +175,8 @@ def _written(submission, pristine, answer_cells: list[str]) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Running one lab: the grader's session, public tests only
+# Running one lab: the grading pipeline, public tests only
 # ---------------------------------------------------------------------------------------------
-
-class TimedCheckSkipped(Exception):
-    """Raised instead of a timed call when timed speed checks are skipped (not a test failure)."""
-
-
-class UntimedRunner:
-    """A runner that passes plain calls on and refuses the timed rounds of a speed check.
-
-    :meth:`Tester.speed_ratio` asks for every call it times as a digest; nothing else does. So a
-    test that raises :class:`TimedCheckSkipped` here is a timed speed check, stopped before its
-    first round.
-    """
-
-    def __init__(self, runner):
-        self.runner = runner
-
-    def call(self, func: str, args: list, kwargs: dict) -> Any:
-        return self.runner.call(func, args, kwargs)
-
-    def timed_call(self, func: str, args: list, kwargs: dict, reference: bool = False,
-                   digest: int | None = None) -> tuple[Any, float]:
-        if digest is not None:
-            raise TimedCheckSkipped(func)
-        return self.runner.timed_call(func, args, kwargs, reference, digest)
-
-    def timed_decode(self, args: list, digest_shape: tuple[int, ...] | None = None) -> float:
-        raise TimedCheckSkipped("input decoding")
-
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
@@ -251,10 +192,10 @@ def check_lab(lab: str, notebook: Path, pristine=None, limits=None, quick: bool 
     """
     import nbformat
 
-    from sweatlab.kit.checks import TestResult, load_lab_tests, run_test
-    from sweatlab.grading import grader
-    from sweatlab.grading.notebook import SubmissionError, read_submission, reconstruct
+    from sweatlab.grading import pipeline
+    from sweatlab.grading.notebook import SubmissionError, read_submission
     from sweatlab.grading.sandbox import Limits
+    from sweatlab.kit.checks import load_lab_tests
 
     started = time.monotonic()
     limits = limits or Limits(cell_timeout_s=DEFAULT_CELL_TIMEOUT_S, submission_timeout_s=DEFAULT_LAB_TIMEOUT_S)
@@ -262,7 +203,8 @@ def check_lab(lab: str, notebook: Path, pristine=None, limits=None, quick: bool 
     try:
         tests = load_lab_tests(lab)
     except KeyError:
-        progress.notes.append(f"lab {lab} has no public checks (lib/sweatlab/checks/lab{lab}.py): nothing to judge")
+        progress.notes.append(f"lab {lab} has no public checks (lib/sweatlab/labs/lab{lab}/checks.py): "
+                              "nothing to judge")
         return progress
     exercises = list(dict.fromkeys(t.exercise for t in tests))
 
@@ -287,7 +229,7 @@ def check_lab(lab: str, notebook: Path, pristine=None, limits=None, quick: bool 
         known_pristine = False
     else:
         known_pristine = True
-    layout = grader.lab_layout(pristine)
+    layout = pipeline.lab_layout(pristine)
     titles = dict(layout.titles)
     written = {ex for ex in exercises
                if not known_pristine or not layout.answer_cells.get(ex) or
@@ -299,49 +241,16 @@ def check_lab(lab: str, notebook: Path, pristine=None, limits=None, quick: bool 
         progress.seconds = time.monotonic() - started
         return progress
 
-    cells, notes = reconstruct(pristine, submission)
-    reference_cells, _ = reconstruct(pristine, pristine)
-    progress.notes += [n for n in notes if "were run too" not in n]
-    limits = dataclasses.replace(limits, threads=grader.lab_threads(pristine))
-    grader.STOP.clear()
-    session = grader.Session(cells, limits, started + limits.submission_timeout_s,
-                             [c for c in reference_cells if c.origin != "added"])
-    results: dict[str, list[TestResult]] = {ex: [] for ex in exercises}
-    skipped: dict[str, list[str]] = {ex: [] for ex in exercises}
-    try:
-        session.run_all()
-        remote = grader.RemoteRunner(session)
-        runner = UntimedRunner(remote) if quick else remote
-        for spec in tests:
-            if spec.exercise not in written:
-                continue
-            try:
-                results[spec.exercise].append(run_test(spec, runner))
-            except TimedCheckSkipped:
-                skipped[spec.exercise].append(spec.name)
-            except Exception as exc:  # a bug in a check must not hide the other exercises
-                results[spec.exercise].append(TestResult(
-                    spec.lab, spec.exercise, spec.name, 0.0, spec.points, False,
-                    f"internal error in this check ({type(exc).__name__}: {exc}); report it to the course"))
-    except KeyboardInterrupt:
-        grader.stop_all()
-        raise
-    finally:
-        session.close()
+    pipeline.STOP.clear()
+    run = pipeline.run_lab_tests(pristine, submission, lab, tests, limits, timed=not quick, exercises=written,
+                                 layout=layout)
     progress.ran = True
-    flat = grader.advise_missing_cells([r for ex in exercises for r in results[ex]], layout, cells, lab)
-    results = {ex: [r for r in flat if r.exercise == ex] for ex in exercises}
-
-    cell_errors: dict[str, str] = {}
-    for text in session.errors:
-        found = _CELL_ERROR.match(text)
-        if found:
-            cell_errors.setdefault(found.group(1), text)
+    results = {ex: [r for r in run.results if r.exercise == ex] for ex in exercises}
+    skipped = {ex: [t.name for t in run.skipped if t.exercise == ex] for ex in exercises}
+    progress.notes += [n for n in run.notes if "were run too" not in n]
+    cell_errors = run.cell_errors_by_id
     answer_ids = {cid for ids in layout.answer_cells.values() for cid in ids}
-    for cid, text in cell_errors.items():
-        if cid not in answer_ids:
-            progress.notes.append(_first_line(text))
-    progress.notes += session.notes
+    progress.notes += [_first_line(text) for cid, text in cell_errors.items() if cid not in answer_ids]
 
     for ex in exercises:
         max_points = sum(t.points for t in tests if t.exercise == ex and t.name not in skipped[ex])
@@ -385,7 +294,7 @@ def check_progress(labs_dir: Path | None = None, lab: str | None = None, quick: 
     """
     from sweatlab.grading.sandbox import Limits
 
-    root = Path(root) if root else course_root(labs_dir)
+    root = Path(root) if root else course_root(labs_dir) or course_root()
     if labs_dir is None:
         if root is None:
             raise ProgressError("not inside the course folder, and no labs folder given: run this in the course "
@@ -394,7 +303,12 @@ def check_progress(labs_dir: Path | None = None, lab: str | None = None, quick: 
     labs_dir = Path(labs_dir)
     if not labs_dir.is_dir():
         raise ProgressError(f"no folder {labs_dir}: name the folder that holds your lab notebooks (labs/)")
-    names = resolve_labs(lab, lab_names(labs_dir, root))
+    names = lab_names(labs_dir, root)
+    if lab:
+        try:
+            names = [L.resolve_lab(lab, names)]
+        except L.LabNameError as exc:
+            raise ProgressError(str(exc)) from None
     if not names:
         raise ProgressError(f"no labs found in {labs_dir} (NN_topic.ipynb): name the course's labs/ folder")
     limits = Limits(cell_timeout_s=cell_timeout_s, call_timeout_s=min(30.0, timeout_s),
@@ -648,7 +562,7 @@ def show_progress(labs_dir: str | Path | None = None, lab: str | None = None, qu
     The checks run in a child process (the kernel stays free) on your *saved* notebooks;
     ``quick`` (the default here) skips the timed speed checks. ``timeout_s`` bounds each lab.
     """
-    root = course_root(Path(labs_dir) if labs_dir else None)
+    root = course_root(labs_dir) or course_root()
     command = refresh_command(Path(labs_dir).resolve() if labs_dir else None, lab, quick, timeout_s, root)
     n_labs = 1 if lab else max(len(lab_names(Path(labs_dir) if labs_dir else (root or Path.cwd()) / "labs", root)), 1)
     budget = timeout_s * n_labs + 60  # every lab may use its time, plus starting Python
