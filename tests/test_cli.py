@@ -21,7 +21,7 @@ def root(tmp_path):
 
 
 @pytest.mark.parametrize("argv, phrase", [
-    (["slides", "99"], "no deck matches '99'"),
+    (["slides", "99"], "no lab matches '99'"),
     (["build-labs", "99"], "no lab matches '99'"),
     (["execute", "99"], "no lab matches '99'"),
     (["nbval", "99"], "no lab matches '99'"),

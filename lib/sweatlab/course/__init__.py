@@ -41,7 +41,8 @@ _WHERE = {
               "write_if_changed"),
     "check": ("check_course", "check_lab", "check_solution_pair"),
     "layout": ("BEGIN", "CHECK_OUTPUT_TAG", "END", "KEPT_CELL_METADATA", "KERNEL_NAME", "KERNEL_SPEC", "LAB_NAME_RE",
-               "ROLES", "SOLUTION_TAG", "Course", "CourseError", "MarkerError", "find_root", "sweat_of", "tags_of"),
+               "ROLES", "SOLUTION_TAG", "Course", "CourseError", "LabNameError", "MarkerError", "find_root", "lab_names",
+               "resolve_lab", "sweat_of", "tags_of"),
     "source": ("load_source", "solution_regions"),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}

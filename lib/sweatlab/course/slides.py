@@ -32,6 +32,7 @@ from typing import Iterable
 from markdown_it import MarkdownIt
 
 from sweatlab.course.figures import strip_quote_markers
+from sweatlab.course.layout import LabNameError, resolve_lab
 
 SEPARATOR = re.compile(r"^---\s*$")
 NOTES = re.compile(r"^(Notes?|Speaker notes):\s*$", re.IGNORECASE)
@@ -49,11 +50,12 @@ def deck_sources(slides_dir: Path, only: Iterable[str] = ()) -> list[Path]:
     only = list(only)
     if not only:
         return decks
-    picked = [d for d in decks if any(d.stem == o or d.stem.startswith(o + "_") for o in only)]
-    if not picked:
-        raise SlideError(f"no deck matches {' '.join(only)!r} in {slides_dir}; decks: "
-                         f"{', '.join(d.stem for d in decks) or 'none'}")
-    return picked
+    by_name = {d.stem: d for d in decks}
+    try:
+        names = {resolve_lab(o, by_name) for o in only}
+    except LabNameError as exc:
+        raise SlideError(f"no deck in {slides_dir}: {exc}") from None
+    return [by_name[n] for n in sorted(names)]
 
 
 def split_slides(text: str) -> list[tuple[str, str]]:
