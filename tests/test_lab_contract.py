@@ -14,6 +14,8 @@ from __future__ import annotations
 import ast
 import json
 import re
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -250,3 +252,146 @@ def test_the_quick_start_stays_at_two_commands():
     block = text.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     commands = [line for line in block.splitlines() if line.strip() and not line.strip().startswith("#")]
     assert [c.split()[:2] for c in commands] == [["make", "lab"], ["make", "test"]], commands
+
+
+# ---------------------------------------------------------------------------------------------
+# A new lab needs no edit to the library's core: a throwaway lab, made of only the files a new
+# lab adds (its source, its package under sweatlab/labs/), is picked up by make check, the
+# grader, progress and the class report
+# ---------------------------------------------------------------------------------------------
+
+THROWAWAY = "07_throwaway"
+THROWAWAY_SOURCE = '''# %% [markdown] sweat={"id": "intro"}
+# # Lab 07: a throwaway lab
+# Compute, measured: 1 s in quick mode, 1 s in full mode. Work: about 5 minutes, estimated.
+
+# %% sweat={"id": "setup", "role": "setup"}
+from sweatlab.kit import open_lab
+lab = open_lab("07_throwaway")
+
+# %% [markdown] sweat={"id": "ex-double"}
+# ## Exercise 1: double it
+
+# %% sweat={"id": "ex-double-answer", "role": "answer", "exercise": "double"}
+def double(x):
+    ### BEGIN SOLUTION
+    return 2 * x
+    ### END SOLUTION
+
+# %% sweat={"id": "check-double", "role": "check", "exercise": "double", "title": "Exercise 1: double it"}
+from sweatlab.kit import check
+check("double")
+
+# %% sweat={"id": "use", "role": "demo"}
+twice = lab.mine("double")
+print(lab.label("double", "doubled"), twice(21), lab.quote("doubled", twice(21), "{:d}"))
+
+# %% [markdown] sweat={"id": "found"}
+# Doubling 21 gave {{doubled}}.
+
+# %% sweat={"id": "record", "role": "demo", "record_keys": ["doubled"]}
+lab.record(doubled=twice(21))
+'''
+THROWAWAY_PACKAGE = {
+    "__init__.py": '"""Lab 07, a throwaway lab made by tests/test_lab_contract.py."""\n',
+    "checks.py": '''from sweatlab.kit.checks import public_test
+
+
+@public_test("07_throwaway", "double", points=2)
+def doubles(t):
+    t.expect_equal(t.call("double", 21), 42, what="double(21)")
+''',
+    "standins.py": '''from sweatlab.kit.standins import StandIn
+
+STAND_INS = [StandIn("double", 1, lambda: (lambda x: x + x), "doubler")]
+''',
+}
+
+
+@pytest.fixture(scope="module")
+def throwaway(tmp_path_factory):
+    """A course folder holding only the throwaway lab; its package lies outside the library, in a folder
+    that SWEAT_LABS_PATH adds to sweatlab.labs (as lib/sweatlab/labs/ would hold it)."""
+    import os
+
+    import sweatlab.labs
+
+    root = tmp_path_factory.mktemp("course")
+    (root / "pyproject.toml").write_text("")
+    (root / "solutions").mkdir()
+    (root / "slides").mkdir()
+    (root / "solutions" / f"{THROWAWAY}.py").write_text(THROWAWAY_SOURCE)
+    extra = tmp_path_factory.mktemp("labs_extra")
+    package = extra / f"lab{THROWAWAY}"
+    package.mkdir(parents=True)
+    for name, text in THROWAWAY_PACKAGE.items():
+        (package / name).write_text(text)
+    sweatlab.labs.__path__.append(str(package.parent))  # this process; children read PYTHONPATH
+    before = os.environ.get("SWEAT_LABS_PATH")
+    os.environ["SWEAT_LABS_PATH"] = str(extra)
+    try:
+        course = C.Course(root)
+        out = C.execute_solution(course, root / "solutions" / f"{THROWAWAY}.py", quick=True, timeout_s=300)
+        C.build_labs(course)
+        yield course, out
+    finally:
+        sweatlab.labs.__path__.remove(str(package.parent))
+        if before is None:
+            os.environ.pop("SWEAT_LABS_PATH", None)
+        else:
+            os.environ["SWEAT_LABS_PATH"] = before
+        for mod in [m for m in sys.modules if m.startswith(f"sweatlab.labs.lab{THROWAWAY}")]:
+            del sys.modules[mod]
+
+
+def test_a_new_lab_is_checked_built_and_its_figures_filled_with_no_core_edit(throwaway):
+    course, solution = throwaway
+    assert C.check_course(course) == []
+    import nbformat
+
+    solved = nbformat.read(solution, as_version=4)
+    assert "Doubling 21 gave 42." in solved.cells[-2].source
+    blank = (course.labs / f"{THROWAWAY}.ipynb").read_text()
+    assert "raise NotImplementedError" in blank and "shipped run" in blank
+
+
+def _notebook_with(course, answer: str | None) -> Path:
+    import nbformat
+
+    nb = nbformat.read(course.labs / f"{THROWAWAY}.ipynb", as_version=4)
+    if answer is not None:
+        [cell] = [c for c in nb.cells if c.get("id") == "ex-double-answer"]
+        cell.source = answer
+    path = course.root / "submissions" / f"{'solved' if answer else 'blank'}.ipynb"
+    path.parent.mkdir(exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_the_grader_and_progress_take_a_new_lab_with_no_core_edit(throwaway):
+    from sweatlab.grading import grader
+    from sweatlab.tools import progress
+
+    course, _ = throwaway
+    solved = _notebook_with(course, "def double(x):\n    return x * 2\n")
+    blank = _notebook_with(course, None)
+    full = grader.grade_submission(solved, course.labs, lab=THROWAWAY, hidden=False)
+    zero = grader.grade_submission(blank, course.labs, lab=THROWAWAY, hidden=False)
+    assert (full.score, full.max_score) == (2.0, 2.0), full
+    assert zero.score == 0.0 and zero.max_score == 2.0
+    mine = progress.check_lab(THROWAWAY, solved, progress.pristine_lab(THROWAWAY, course.root))
+    assert [(e.exercise, e.status) for e in mine.exercises] == [("double", "done")]
+    untouched = progress.check_lab(THROWAWAY, blank, progress.pristine_lab(THROWAWAY, course.root))
+    assert [e.status for e in untouched.exercises] == ["not started"]
+
+
+def test_the_class_report_takes_a_new_lab_with_no_core_edit(throwaway, tmp_path):
+    from sweatlab.tools import class_report as CR
+
+    course, solution = throwaway
+    record = {"lab": THROWAWAY, "values": {"doubled": 42}, "utc": "2026-12-01T10:00:00+00:00",
+              "machine": {"cpu_model": "Some CPU", "arch": "x86_64", "isa": {"avx2": True}}}
+    (tmp_path / "ann.jsonl").write_text(json.dumps(record) + "\n")
+    pool = CR.load_folder(tmp_path)
+    assert not pool.skipped and pool.entries[0].metrics == {("numbers", "doubled"): 42.0}
+    assert "Lab 07: throwaway" in CR.render(pool)
