@@ -28,16 +28,18 @@
 # shared with other jobs (Zen 4, *inferred*: the VM reports only "AMD EPYC"; AVX-512 with VNNI and bf16,
 # no AMX): 41-43 s in quick mode
 # (`SWEAT_QUICK=1`, used by the tests; five runs) and 69 s in full mode (the default when you run it; one
-# run) (`sweatlab execute 03`, `sweatlab execute 03 --full`). The outputs shipped with this notebook come
-# from that full-mode run; the numbers quoted in the slides are from it too. Reading and the eight exercises: about 100 minutes, *estimated* from the lab's size (not a
-# timed class): about 35 minutes of reading and plots, 5-10 minutes for each of the eight exercises, a
-# little more for `quantize` (the rounding rules) and `quantize_blocks` (the reshape). Plan a 90-120 minute
-# slot, or set the int4 and overflow exercises as homework.
+# run) (`sweatlab execute 03`, `sweatlab execute 03 --full`). The outputs shipped with this notebook, and
+# the figures its text and slides quote from a run, come from one run on the course's reference machine
+# (named with them); your run prints your own. Reading and the eight exercises: about 100 minutes,
+# *estimated* from the lab's size (not a timed class): about 35 minutes of reading and plots, 5-10 minutes
+# for each of the eight exercises, a little more for `quantize` (the rounding rules) and `quantize_blocks`
+# (the reshape). Plan a 90-120 minute slot, or set the int4 and overflow exercises as homework.
 #
 # Eight exercises, each a function followed by a `check(...)` cell: `affine_params`, `quantize` (with
 # `dequantize`), `quantize_blocks`, `sqnr_db`, `calibration_range`, `pack_int4` (with `unpack_int4`),
-# `int8_matmul`, `max_safe_k`. Until you write one, the cells that use it fall back to the course
-# library's version (`sweatlab.topics.quant`) and say so, so the notebook always runs top to bottom.
+# `int8_matmul`, `max_safe_k`. Until you write one, the cells that use it run the lab's stand-in (the course
+# library's version, `sweatlab.topics.quant`), say so once, and mark its numbers " (stand-in)" in text and
+# plots, so the notebook always runs top to bottom.
 
 # %% sweat={"id": "setup", "role": "setup"}
 import copy
@@ -56,7 +58,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from sweatlab.measure import config, energy, records, roofline
+from sweatlab.measure import config, records, roofline
 from sweatlab.topics import quant, serve
 from sweatlab.kit import open_lab
 from sweatlab.measure.hardware import describe
@@ -73,14 +75,9 @@ VNNI = INT8.vnni
 plt.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})
 
 # Energy: measured where this machine has a CPU energy sensor (RAPL), else a labelled *estimate* from stated
-# inputs (lab 00, section 8): a hypothetical 280 W, 64-core chip (AMD EPYC 7763) with this process on THREADS
-# of its cores. Put your CPU's TDP and core count (its datasheet) in MY_TDP_W and MY_CHIP_CORES.
-MY_TDP_W, MY_CHIP_CORES = None, None
-if MY_TDP_W and MY_CHIP_CORES:
-    TDP_W, CHIP_CORES, TDP_SOURCE = float(MY_TDP_W), int(MY_CHIP_CORES), "your datasheet"
-else:
-    TDP_W, CHIP_CORES, TDP_SOURCE = 280.0, 64, "hypothetical: AMD EPYC 7763, 280 W, 64 cores"
-METER = dict(estimate=True, tdp_w=TDP_W, host_cores=CHIP_CORES, cores_used=THREADS, tdp_source=TDP_SOURCE)
+# inputs (lab 00, section 8): your CPU's TDP and core count when you have set them (SWEAT_TDP_W and
+# SWEAT_CHIP_CORES before starting JupyterLab, or sweatlab.ini; `sweatlab doctor` shows which are in use),
+# else a hypothetical AMD EPYC 7763 (280 W, 64 cores), with this process on THREADS of its cores.
 KIND = {"measured": "measured", "estimated": "est.", "unavailable": "n/a"}
 
 
@@ -121,31 +118,23 @@ def plain_log(axis, formatter=None, subs=(1.0, 2.0, 5.0)):
 
 
 def timed(fn, *args, budget_s=0.3, min_runs=5):
-    """bench(fn, *args) inside an energy meter (a sensor where there is one, else the labelled estimate)."""
-    with energy.EnergyMeter(**METER, poll_s=None) as meter:
+    """bench(fn, *args) inside the lab's energy meter (a sensor where there is one, else the labelled estimate)."""
+    with lab.meter(THREADS) as meter:
         result = bench(fn, *args, budget_s=budget_s, min_runs=min_runs)
     return Timed(result, meter.reading)
 
 
-_noted = set()
+def labelled(text, *names):
+    """`text`, marked " (stand-in)" when any of the functions `names` last ran as the lab's stand-in."""
+    used = [name for name in names if lab.stood_in(name)]
+    return lab.label(used[0], text) if used else text
 
 
-def mine(name):
-    """Your function `name`; while it raises NotImplementedError, the course library's (sweatlab.topics.quant), with a note."""
-    reference = getattr(quant, name)
-
-    def call(*args, **kwargs):
-        try:
-            return globals()[name](*args, **kwargs)
-        except NotImplementedError:
-            if name not in _noted:
-                _noted.add(name)
-                print(f"[reference] {name} is not written yet: the course library's version stands in for it")
-            return reference(*args, **kwargs)
-
-    return call
-
-
+INT8_SHORT = INT8.kernel.split(" (")[0]  # "VNNI", "AVX2 only", "Arm dot product", ...
+cores = machine.usable_cores or os.cpu_count() or 1
+run_machine = lab.quote("run_machine", f"{machine.cpu_model or machine.arch}, {cores} core{'s' * (cores != 1)}, "
+                        f"int8: {INT8_SHORT}", "{}")
+run_mode = lab.quote("run_mode", "quick" if QUICK else "full", "{}")
 print(f"quick mode: {QUICK}; threads per engine: {THREADS}; large batch: {BIG}")
 print(machine)
 print(f"int8 on this CPU: {INT8.kernel}")
@@ -178,17 +167,31 @@ for f in quant.number_formats():
               f"{native[f.name]}  ({f.levels} codes)")
 print("\nthe same numbers stored in three float formats:")
 print(f"{'value':>12}{'fp32':>16}{'bf16':>16}{'fp16':>16}")
+stored = {}
 for v in (0.1, 3.14159265, 1000.3, 70000.0, 1e-6):
     t = torch.tensor(v, dtype=torch.float64)
-    print(f"{v:>12g}" + "".join(f"{t.to(d).item():>16.8g}" for d in (torch.float32, torch.bfloat16, torch.float16)))
+    stored[v] = {name: t.to(d).item() for name, d in (("fp32", torch.float32), ("bf16", torch.bfloat16),
+                                                      ("fp16", torch.float16))}
+    print(f"{v:>12g}" + "".join(f"{x:>16.8g}" for x in stored[v].values()))
 print("\nthis CPU:")
 for line in INT8.lines:
     print(" -", line)
+FORMATS = {f.name: f for f in quant.number_formats()}
+lab.quote("bf16_1000", stored[1000.3]["bf16"], "{:g}")
+lab.quote("bf16_70000", stored[70000.0]["bf16"], "{:g}")
+lab.quote("fp16_70000", stored[70000.0]["fp16"], "{:g}")
+lab.quote("bf16_step_1000", FORMATS["bf16"].step_at(1000.3), "{:g}")
+lab.quote("bf16_step_70000", FORMATS["bf16"].step_at(70000.0), "{:g}")
+lab.quote("fp16_step_1000", FORMATS["fp16"].step_at(1000.3), "{:g}")
+lab.quote("native_bf16", "yes" if INT8.bf16 else "no: converted to fp32", "{}")
+lab.quote("native_fp16", "yes" if INT8.fp16 else "no: converted to fp32", "{}")
+lab.quote("native_int8", INT8_SHORT, "{}");
 
 # %% [markdown] sweat={"id": "sec-formats-read"}
-# **Read the table.** bf16 stores 1000.3 as 1000 and 70000 as 70144 (a step of 4 at 1000, 512 at 70000)
-# but never overflows where fp32 would not; fp16 keeps 1000.3 to a step of 0.5 but turns 70000 into `inf`
-# and 1e-6 into a subnormal with few digits left. An int8 code holds 256 values, int4 16: with a scale
+# **Read the table.** bf16 stores 1000.3 as {{bf16_1000}} and 70000 as {{bf16_70000}} (a step of
+# {{bf16_step_1000}} at 1000, {{bf16_step_70000}} at 70000) but never overflows where fp32 would not; fp16
+# keeps 1000.3 to a step of {{fp16_step_1000}} but turns 70000 into `{{fp16_70000}}` and 1e-6 into a
+# subnormal with few digits left. An int8 code holds 256 values, int4 16: with a scale
 # chosen for the data they can be surprisingly accurate (section 5), and with a bad scale useless
 # (section 6).
 #
@@ -256,15 +259,23 @@ with threadpool_limits(THREADS):
 if not INT8.bf16:
     print("\nbf16: this CPU has no native bf16, so torch converts to fp32 and back: the bytes shrink, the work grows")
 PARAMS_LM = 124e6  # a GPT-2-small-sized model: 124 M weights, all read once per generated token
-print(f"\nprediction for a {PARAMS_LM / 1e6:.0f} M-weight model at batch 1 (its weights are far larger than any cache): "
+print(f"\nprediction for a {PARAMS_LM / 1e6:.0f} M-weight model at batch 1 (weights larger than most CPUs' caches): "
       "each format at its measured rate, capped at the memory roof")
 for fmt, (bits, nbytes, m) in matvec.items():
     per_weight = nbytes / (K_MV * N_MV)
     kernel_gbs = nbytes / m.seconds / 1e9
     gbs = min(kernel_gbs, triad.gbs)
     why = "as measured" if kernel_gbs < triad.gbs else "the memory roof: measured faster, from the cache"
-    print(f"  {fmt}: {per_weight:.3g} bytes per weight at {gbs:.1f} GB/s ({why}) -> about "
-          f"{gbs * 1e9 / (PARAMS_LM * per_weight):,.0f} tokens/s")
+    tokens = lab.quote(f"tokens_{fmt}", gbs * 1e9 / (PARAMS_LM * per_weight), "{:,.0f}")
+    print(f"  {fmt}: {per_weight:.3g} bytes per weight at {gbs:.1f} GB/s ({why}) -> about {tokens} tokens/s")
+lab.quote("triad_gbs", triad.gbs, "{:.1f} GB/s")
+for fmt, (bits, nbytes, m) in matvec.items():
+    lab.quote(f"mv_time_{fmt}", format_seconds(m.seconds), "{}")
+    lab.quote(f"mv_gbs_{fmt}", nbytes / m.seconds / 1e9, "{:.3g} GB/s")
+bf16_vs_fp32 = matvec["bf16"][2].seconds / matvec["fp32"][2].seconds
+lab.quote("mv_bf16_verdict", f"{bf16_vs_fp32:.1f}x slower than fp32: the kernel, not the memory, set its speed"
+          if bf16_vs_fp32 > 1 else
+          f"{1 / bf16_vs_fp32:.1f}x faster than fp32: half the bytes paid", "{}")
 
 # %% sweat={"id": "matvec-plot", "role": "demo"}
 fig_matvec, ax = plt.subplots(figsize=(8.5, 4.8), layout="constrained")
@@ -298,19 +309,21 @@ ax.legend(fontsize=9, loc="upper left");
 
 # %% [markdown] sweat={"id": "sec-bits-read"}
 # **Read the plot and the table.** A point on the dashed line runs at this core's memory bandwidth: its time
-# is set by its bytes, and the column "x predicted" is 1. fp32's weights are far larger than the caches,
-# so it can only approach the line from above (a matrix-vector product only reads; the triad also writes,
-# so the two bandwidths differ a little). A hollow point's weights fit in the last-level cache, which
-# serves them faster than memory: it may sit *below* the line, and on a larger model it would not. A
-# point far above the line is held back by its kernel, not by memory: converting or unpacking the weights
-# costs more than the bytes it saves (torch's bf16 matrix-vector product was slower than fp32 on the GPU
-# server's host CPU too, although it moves half the bytes).
+# is set by its bytes, and the column "x predicted" is 1. A filled point's weights are larger than the
+# last-level cache, so it can only approach the line from above (a matrix-vector product only reads; the
+# triad also writes, so the two bandwidths differ a little). A hollow point's weights fit in the
+# last-level cache, which serves them faster than memory: it may sit *below* the line, and on a larger
+# model it would not. A point far above the line is held back by its kernel, not by memory: converting or
+# unpacking the weights costs more than the bytes it saves. torch's bf16 product is the case to watch: on a
+# CPU without native bf16 it converts every weight, and on the GPU server's host CPU it was slower than
+# fp32 although it moves half the bytes. In the run shipped with this notebook it ran {{mv_bf16_verdict}}.
 #
 # So bytes per weight set the speed of a token only where the kernel keeps up with memory; the printed
-# tokens/s are this machine's answer for a 124 M-weight model. A GPU server measured for this course shows
-# the same law at a larger scale (shipped measurements, provenance below): its matrix-vector products ran
-# at full board power while the arithmetic units mostly waited for memory, and halving the bytes (bf16)
-# raised the work per joule.
+# tokens/s are this machine's answer for a 124 M-weight model (the shipped run: {{tokens_fp32}} in fp32,
+# {{tokens_int8}} in int8, {{tokens_int4}} in int4). A GPU server measured for this course shows the same
+# law at a larger scale (shipped measurements, provenance below): its matrix-vector products ran at full
+# board power while the arithmetic units mostly waited for memory, and halving the bytes (bf16) raised the
+# work per joule.
 
 # %% sweat={"id": "gpu-shipped", "role": "demo"}
 print(f"shipped measurement: {quant.GPU_PROVENANCE}")
@@ -461,26 +474,34 @@ check("quantize")
 # %% sweat={"id": "torch-agree", "role": "demo"}
 n_agree = config.pick(200_000, 2_000_000)
 x_agree = np.random.default_rng(2).standard_normal(n_agree).astype(np.float32) * 3
-s_agree, z_agree = quant.affine_params(float(x_agree.min()), float(x_agree.max()), 8)
+s_agree, z_agree = quant.affine_params(float(x_agree.min()), float(x_agree.max()), 8)  # inputs of the test
 z_agree |= 1  # an odd zero point: the case where the order of rounding and adding shows
 with warnings.catch_warnings(record=True) as seen:
     warnings.simplefilter("always")
     codes_torch = torch.quantize_per_tensor(torch.from_numpy(x_agree), s_agree, z_agree, torch.quint8).int_repr().numpy()
-codes_mine = mine("quantize")(x_agree, s_agree, z_agree, 8, signed=False)
+codes_mine = lab.mine("quantize")(x_agree, s_agree, z_agree, 8, signed=False)
+yours = lab.label("quantize", "your quantize")
 differ = np.flatnonzero(codes_mine.astype(np.int32) != codes_torch.astype(np.int32))
-print(f"{n_agree:,} values, scale {s_agree:.6g}, zero point {z_agree}: {len(differ)} of {n_agree:,} codes differ "
-      "from torch's")
+print(f"{lab.quote('agree_n', n_agree, '{:,}')} values, scale {s_agree:.6g}, zero point {z_agree}: {yours} and "
+      f"torch differ on {lab.quote('agree_differ', f'{len(differ):,} code' + 's' * (len(differ) != 1), '{}')}")
 inv = np.float32(1) / np.float32(s_agree)
 fused_codes = np.clip(np.rint((x_agree.astype(np.float64) * np.float64(inv) + z_agree).astype(np.float32)), 0, 255)
 for i in differ[:4]:
-    print(f"  x = {float(x_agree[i])!r}: x * (1/scale) = {float(x_agree[i] * inv)!r} in float32; yours {codes_mine[i]}, "
+    print(f"  x = {float(x_agree[i])!r}: x * (1/scale) = {float(x_agree[i] * inv)!r} in float32; {yours} {codes_mine[i]}, "
           f"torch {codes_torch[i]}; rounding x * (1/scale) + zero point in one step gives {fused_codes[i]:.0f}")
 if len(differ) and np.array_equal(fused_codes[differ], codes_torch[differ]):
+    why = ("each at (or within a rounding error of) a tie, k + 1/2, where torch's x86 code adds the zero point "
+           "before rounding (one fused multiply-add), its documented formula after")
     print("each difference sits on (or within a rounding error of) a tie, k + 0.5: there torch's x86 code, which computes "
           "x * (1/scale) + zero point in one fused multiply-add and rounds once, lands on the neighbouring code; the formula "
           "torch documents (and ONNX's QuantizeLinear) rounds x * (1/scale) first, as you did")
 elif not len(differ):
+    why = "this torch build rounds exactly as the formula it documents"
     print("bit for bit on every value: this torch build rounds exactly as the formula it documents")
+else:
+    why = "not all explained by ties: compare your rounding with the formula above"
+    print(f"some differences are not ties: check the rounding and the order of the zero point in {yours}")
+lab.quote("agree_why", why, "{}")
 print("\ntorch's deprecation status:", serve.torch_quantization_status())
 for w in seen[:1]:
     print("warning seen:", str(w.message).split(". ")[0] + ".")
@@ -557,7 +578,7 @@ check("sqnr_db")
 # 1024 x 1024 middle layer, and a **synthetic** matrix built the way large language models' weights are
 # often described (rows of very different size, a few weights far larger than the rest; Dettmers et al.
 # 2022). The grey lines are the same weights stored as bf16 and fp16. Everything is computed with your
-# `quantize_blocks` and `sqnr_db` (or the library's, with a note, until you write them).
+# `quantize_blocks` and `sqnr_db` (or the lab's stand-ins, labelled, until you write them).
 
 # %% sweat={"id": "sqnr-plot", "role": "demo"}
 BITS = [2, 3, 4, 5, 6, 8]
@@ -572,34 +593,49 @@ for mname, w in MATRICES.items():
     for gname, grain in GRAINS.items():
         block = w.shape if grain is None else (1, w.shape[1]) if grain == "row" else grain
         for bits in BITS:
-            q, s = mine("quantize_blocks")(w, bits, block)
-            sqnr[mname, gname, bits] = mine("sqnr_db")(w, quant.dequantize_blocks(q, s, block))
+            q, s = lab.mine("quantize_blocks")(w, bits, block)
+            sqnr[mname, gname, bits] = lab.mine("sqnr_db")(w, quant.dequantize_blocks(q, s, block))
     for fmt, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
-        sqnr[mname, fmt, 16] = mine("sqnr_db")(w, torch.from_numpy(w).to(dtype).float().numpy())
+        sqnr[mname, fmt, 16] = lab.mine("sqnr_db")(w, torch.from_numpy(w).to(dtype).float().numpy())
 
 fig_sqnr, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True, layout="constrained")
 for ax, mname in zip(axes, MATRICES):
     for (gname, _), marker in zip(GRAINS.items(), "osD"):
         ys = [sqnr[mname, gname, b] for b in BITS]
-        ax.plot(BITS, ys, marker=marker, label=gname)
+        ax.plot(BITS, ys, marker=marker, label=labelled(gname, "quantize_blocks", "sqnr_db"))
         ax.annotate(f"{ys[-1]:.1f} dB", (BITS[-1], ys[-1]), textcoords="offset points", xytext=(6, -3), fontsize=8)
     ref = sqnr[mname, "groups of 32", 8] + 3
     ax.plot([4, 8], [ref - 6.02 * 4, ref], "k--", lw=1, label="slope of 6.02 dB per bit")
     for fmt, style in (("bf16", ":"), ("fp16", "-.")):
-        ax.axhline(sqnr[mname, fmt, 16], color="grey", ls=style, lw=1.3, label=f"{fmt} (16 bits): {sqnr[mname, fmt, 16]:.0f} dB")
+        ax.axhline(sqnr[mname, fmt, 16], color="grey", ls=style, lw=1.3,
+                   label=labelled(f"{fmt} (16 bits): {sqnr[mname, fmt, 16]:.0f} dB", "sqnr_db"))
     ax.set(xlabel="bits per weight (integer codes)", title=mname, xticks=BITS, xlim=(1.5, 9.2), ylim=(-3, 80))
-axes[0].set_ylabel("SQNR [dB], higher is better")
+axes[0].set_ylabel(labelled("SQNR [dB], higher is better", "quantize_blocks", "sqnr_db"))
 axes[0].legend(fontsize=8, loc="upper left")
-axes[1].legend(fontsize=8, loc="upper left");
+axes[1].legend(fontsize=8, loc="upper left")
+LAYER, SYNTH = MATRICES
+for key, mname in (("layer", LAYER), ("synth", SYNTH)):
+    for short, gname in (("tensor", "per tensor"), ("channel", "per channel (row)"), ("group", "groups of 32")):
+        lab.quote(f"sqnr8_{key}_{short}", sqnr[mname, gname, 8], "{:.1f} dB")
+    gain = sqnr[mname, "groups of 32", 8] - sqnr[mname, "per tensor", 8]
+    lab.quote(f"sqnr_gain_{key}", gain, "{:.1f} dB")
+    lab.quote(f"sqnr_gain_{key}_bits", gain / 6.02, "{:.1f}")
+for fmt in ("bf16", "fp16"):
+    lab.quote(f"sqnr_{fmt}_layer", sqnr[LAYER, fmt, 16], "{:.0f} dB")
+lab.quote("bf16_vs_group", "above" if sqnr[LAYER, "bf16", 16] > sqnr[LAYER, "groups of 32", 8] else "below", "{}")
+lab.quote("fp16_vs_bf16", "higher still" if sqnr[LAYER, "fp16", 16] > sqnr[LAYER, "bf16", 16] else "no higher", "{}");
 
 # %% [markdown] sweat={"id": "sqnr-read"}
 # **Read the plot.** Where the step is small next to the weights, each line climbs about 6 dB per bit,
-# parallel to the dashed slope: one bit halves the step. The granularity moves the whole line up. On the trained layer the gain from per-tensor to groups
-# of 32 is modest; on the synthetic matrix, with rows of very different size and a few large weights,
-# one scale per tensor wastes most codes on the outliers and the gap is many decibels, worth several
-# bits. That is why int4 formats for LLMs use small groups. bf16 keeps 8 significant bits *per value*
-# (every weight has its own exponent, a scale of its own), so it sits above even the finest 8-bit
-# grouping; fp16's 11 significant bits put it higher still.
+# parallel to the dashed slope: one bit halves the step. The granularity moves the whole line up. At 8 bits
+# on the trained layer, groups of 32 gain {{sqnr_gain_layer}} over one scale per tensor ({{sqnr8_layer_tensor}}
+# to {{sqnr8_layer_group}}, about {{sqnr_gain_layer_bits}} bits' worth at 6 dB a bit); on the synthetic
+# matrix, with rows of very different size and a few large weights, one scale per tensor wastes most codes
+# on the outliers and the gap is {{sqnr_gain_synth}} ({{sqnr8_synth_tensor}} to {{sqnr8_synth_group}}), worth
+# about {{sqnr_gain_synth_bits}} bits. That is why int4 formats for LLMs use small groups. bf16 keeps 8
+# significant bits *per value* (every weight has its own exponent, a scale of its own): on the trained
+# layer it reached {{sqnr_bf16_layer}}, {{bf16_vs_group}} the finest 8-bit grouping; fp16, with 11
+# significant bits and a range these weights fit in, came {{fp16_vs_bf16}} ({{sqnr_fp16_layer}}).
 #
 # 0 dB means the noise is as large as the weights themselves: at 2 or 3 bits with one scale per tensor,
 # nearly every weight rounds to 0. SQNR is not accuracy: how much noise a network tolerates is measured in
@@ -657,7 +693,7 @@ def forward_fake_quant(x, params, bits):
         h = h @ w.T + b
         if i < len(LAYERS) - 1:
             h = np.maximum(h, 0)
-            h = quant.dequantize(mine("quantize")(h, *params[i], bits, signed=False), *params[i])
+            h = lab.mine("dequantize")(lab.mine("quantize")(h, *params[i], bits, signed=False), *params[i])
     return h
 
 
@@ -669,12 +705,13 @@ calib_acc, calib_ranges = {}, {}
 for cname, data in (("clean", calib_clean), ("1 bad image", calib_bad)):
     acts = hidden_activations(data)
     for pct in (100.0, 99.9):
-        ranges = [mine("calibration_range")(a, pct) for a in acts]
+        ranges = [lab.mine("calibration_range")(a, pct) for a in acts]
         calib_ranges[cname, pct] = ranges
         for bits in CAL_BITS:
-            params = [mine("affine_params")(lo, hi, bits) for lo, hi in ranges]
+            params = [lab.mine("affine_params")(lo, hi, bits) for lo, hi in ranges]
             calib_acc[cname, pct, bits] = accuracy(lambda x: forward_fake_quant(x, params, bits))
 
+CALIB_FNS = ("calibration_range", "affine_params", "quantize", "dequantize")  # what the accuracies ran on
 fig_calib, (left, right) = plt.subplots(1, 2, figsize=(11, 4.3), layout="constrained")
 a_clean, a_bad = hidden_activations(calib_bad[1:])[0].ravel(), hidden_activations(calib_bad[:1])[0].ravel()
 bins = np.linspace(0, max(a_bad.max(), a_clean.max()) * 1.02, 80)
@@ -684,7 +721,7 @@ for (cname, pct), colour, style in ((("clean", 100.0), "tab:blue", "-"), (("1 ba
                                    (("1 bad image", 99.9), "tab:green", "--")):
     hi = calib_ranges[cname, pct][0][1]
     left.axvline(hi, color=colour, ls=style, lw=2,
-                 label=f"hi, {'min/max' if pct == 100 else '99.9th pct'}, {cname}: {hi:.2f}")
+                 label=labelled(f"hi, {'min/max' if pct == 100 else '99.9th pct'}, {cname}: {hi:.2f}", "calibration_range"))
 left.set(yscale="log", xlabel="layer-1 activation (after ReLU)", ylabel="count (log)",
          title="Calibration activations and the range each method picks")
 left.legend(fontsize=8)
@@ -692,28 +729,44 @@ STYLES = {("clean", 100.0): ("tab:blue", "-", "o", -0.09), ("clean", 99.9): ("ta
           ("1 bad image", 100.0): ("tab:red", "-", "o", 0.03), ("1 bad image", 99.9): ("tab:green", "--", "D", 0.09)}
 for (cname, pct), (colour, style, marker, dx) in STYLES.items():
     right.plot([b + dx for b in CAL_BITS], [100 * (1 - calib_acc[cname, pct, b]) for b in CAL_BITS], color=colour,
-               ls=style, marker=marker, label=f"{'min/max' if pct == 100 else '99.9th percentile'}, {cname}")
+               ls=style, marker=marker, label=labelled(f"{'min/max' if pct == 100 else '99.9th percentile'}, {cname}",
+                                                       *CALIB_FNS))
 right.axhline(100 * (1 - ACC_FP32), color="black", lw=1, ls=":", label=f"fp32: {100 * (1 - ACC_FP32):.1f}% wrong")
 right.set(yscale="log", xlabel="bits per activation (unsigned codes)", ylabel="test images wrong [%] (log)",
           xticks=CAL_BITS, ylim=(1, 100), title="Test error with quantized activations (lower is better)")
 plain_log(right.yaxis)
 right.legend(fontsize=8, loc="upper right")
 for (cname, pct) in STYLES:
-    print(f"{'min/max' if pct == 100 else '99.9th percentile':18s} {cname:12s} accuracy at " + ", ".join(
-        f"{b} bits {100 * calib_acc[cname, pct, b]:.1f}%" for b in CAL_BITS))
+    method = labelled(f"{'min/max' if pct == 100 else '99.9th percentile'}, {cname}", *CALIB_FNS)
+    print(f"{method:42s} accuracy at " + ", ".join(f"{b} bits {100 * calib_acc[cname, pct, b]:.1f}%" for b in CAL_BITS))
 for cname in ("clean", "1 bad image"):
-    print(f"{cname:12s} layer-1 range hi: min/max {calib_ranges[cname, 100.0][0][1]:.2f}, "
-          f"99.9th percentile {calib_ranges[cname, 99.9][0][1]:.2f}");
+    print(f"{labelled(f'{cname}, layer-1 range', 'calibration_range'):42s} hi: min/max "
+          f"{calib_ranges[cname, 100.0][0][1]:.2f}, 99.9th percentile {calib_ranges[cname, 99.9][0][1]:.2f}")
+hi_of = {(cname, pct): calib_ranges[cname, pct][0][1] for cname, pct in STYLES}
+for key, (cname, pct) in (("clean", ("clean", 100.0)), ("bad", ("1 bad image", 100.0)),
+                          ("pct_clean", ("clean", 99.9)), ("pct_bad", ("1 bad image", 99.9))):
+    lab.quote(f"calib_hi_{key}", hi_of[cname, pct], "{:.2f}")
+    lab.quote(f"calib_acc4_{key}", 100 * calib_acc[cname, pct, 4], "{:.1f}%")
+lab.quote("calib_stretch", hi_of["1 bad image", 100.0] / hi_of["clean", 100.0], "{:.1f}x")
+lab.quote("calib_pct_stretch", hi_of["1 bad image", 99.9] / hi_of["clean", 99.9], "{:.1f}x")
+lab.quote("acc_fp32", 100 * ACC_FP32, "{:.2f}%")
+lab.quote("err_fp32", 100 * (1 - ACC_FP32), "{:.1f}%")
+worst_pct_bad = min(calib_acc["1 bad image", 99.9, b] for b in CAL_BITS)
+lab.quote("calib_pct_bad_worst", 100 * worst_pct_bad, "{:.1f}%");
 
 # %% [markdown] sweat={"id": "calib-read"}
-# **Read the plots.** One image out of 256 stretches the min/max range many times over (left: the cell
-# printed both ranges), so every code step grows by the same factor and the 255 normal images share far
-# fewer codes: the red line (right) falls apart first as the bits shrink. The 99.9th percentile moves
-# too (that one image holds a few tenths of a percent of all the values, more than the 0.1% it clips),
-# but far less than min/max, and the error stays near fp32's. On clean data, clipping the top 0.1% costs
-# little here, but it is not free: the clipped values get a large error. Both methods are in ONNX
-# Runtime's calibrator (`CalibrationMethod.MinMax`, `Percentile`, `Entropy`). Large language models have
-# real outlier features of this kind, which is why LLM.int8() (Dettmers et al. 2022) keeps them in 16 bits.
+# **Read the plots.** One image out of 256 stretches layer 1's min/max range {{calib_stretch}}
+# ({{calib_hi_clean}} to {{calib_hi_bad}}), so every code step grows by the same factor and the 255 normal
+# images share fewer codes: compare the red line (right) with the blue one as the bits shrink. At 4 bits
+# the shipped run's test accuracy went from {{calib_acc4_clean}} to {{calib_acc4_bad}} (fp32:
+# {{acc_fp32}}). The 99.9th percentile moves too ({{calib_hi_pct_clean}} to {{calib_hi_pct_bad}},
+# {{calib_pct_stretch}}: that one image holds a few tenths of a percent of all the values, more than the
+# 0.1% it clips), but less than min/max; with the bad image it kept {{calib_acc4_pct_bad}} at 4 bits, and
+# at least {{calib_pct_bad_worst}} from 3 to 8 bits. On clean data, clipping the top 0.1% gave
+# {{calib_acc4_pct_clean}} at 4 bits against min/max's {{calib_acc4_clean}}; it is never free: the clipped
+# values get a large error. Both methods are in ONNX Runtime's calibrator (`CalibrationMethod.MinMax`,
+# `Percentile`, `Entropy`). Large language models have real outlier features of this kind, which is why
+# LLM.int8() (Dettmers et al. 2022) keeps them in 16 bits.
 
 # %% [markdown] sweat={"id": "sec-int4"}
 # ## 7. int4: two codes in a byte
@@ -764,17 +817,22 @@ check("int4")
 GROUP = 32
 packed_layers, fp32_bytes, int4_bytes, int8_bytes = [], 0, 0, 0
 for w, b in LAYERS:
-    q4, s4 = mine("quantize_blocks")(w, 4, (1, GROUP))
-    packed = mine("pack_int4")(q4)
-    assert np.array_equal(mine("unpack_int4")(packed, q4.size).reshape(q4.shape), q4)
+    q4, s4 = lab.mine("quantize_blocks")(w, 4, (1, GROUP))
+    packed = lab.mine("pack_int4")(q4)
+    assert np.array_equal(lab.mine("unpack_int4")(packed, q4.size).reshape(q4.shape), q4), (
+        "unpack_int4(pack_int4(q)) does not give q back: run the check of exercise 6")
     packed_layers.append((packed, s4, w.shape, b))
-    q8, s8 = mine("quantize_blocks")(w, 8, (1, w.shape[1]))
+    q8, s8 = lab.mine("quantize_blocks")(w, 8, (1, w.shape[1]))
     fp32_bytes += w.nbytes + b.nbytes
     int8_bytes += q8.nbytes + s8.nbytes + b.nbytes
     int4_bytes += packed.nbytes + s4.nbytes + b.nbytes
-print(f"the model's weights and biases: fp32 {fp32_bytes / 1e6:.2f} MB; int8 per channel {int8_bytes / 1e6:.2f} MB "
-      f"({fp32_bytes / int8_bytes:.2f}x smaller); int4 in groups of {GROUP} {int4_bytes / 1e6:.2f} MB "
-      f"({fp32_bytes / int4_bytes:.2f}x smaller)")
+INT4_FNS = ("quantize_blocks", "pack_int4", "unpack_int4")
+print(labelled("the model's weights and biases", *INT4_FNS)
+      + f": fp32 {lab.quote('model_mb_fp32', fp32_bytes / 1e6, '{:.2f} MB')}; "
+      f"int8 per channel {lab.quote('model_mb_int8', int8_bytes / 1e6, '{:.2f} MB')} "
+      f"({fp32_bytes / int8_bytes:.2f}x smaller); int4 in groups of {GROUP} "
+      f"{lab.quote('model_mb_int4', int4_bytes / 1e6, '{:.2f} MB')} "
+      f"({lab.quote('int4_smaller', fp32_bytes / int4_bytes, '{:.2f}x')} smaller)")
 print(f"int4 bits per weight including its fp32 group scale: 4 + 32 / {GROUP} = {4 + 32 / GROUP:g}; "
       f"the fp32 biases stay fp32")
 
@@ -841,11 +899,14 @@ a_s8, a_f32, b_f32 = (a_u8.astype(np.int16) - 128).astype(np.int8), a_u8.astype(
 mmi_s8 = serve.OrtModel(serve.matmul_integer_model(b_s8, WORK / "mmi_s8.onnx"), THREADS)
 mmi_u8 = serve.OrtModel(serve.matmul_integer_model(b_u8, WORK / "mmi_u8.onnx"), THREADS)
 ta_s8, tb_s8 = torch.from_numpy(a_s8), torch.from_numpy(b_s8)
-exact = a_u8.astype(np.int64) @ b_s8.astype(np.int64)
+exact = quant.int8_matmul(a_u8, b_s8)  # the course's exact product, to test ONNX Runtime's against
 assert np.array_equal(mmi_s8.session.run(None, {"a": a_u8})[0], exact)
+lab.mine("int8_matmul")(a_u8[:1], b_s8)  # one small call: is it yours or the stand-in?
+MINE_KERNEL = lab.label("int8_matmul", "your int8_matmul (numpy, int32)")
+BLAS_KERNEL = "numpy float32 BLAS (same numbers)"
 KERNELS = {
-    "your int8_matmul (numpy, int32)": lambda: mine("int8_matmul")(a_u8, b_s8),
-    "numpy float32 BLAS (same numbers)": lambda: a_f32 @ b_f32,
+    MINE_KERNEL: lambda: lab.mine("int8_matmul")(a_u8, b_s8),
+    BLAS_KERNEL: lambda: a_f32 @ b_f32,
     "ONNX Runtime MatMulInteger u8 x s8": lambda: mmi_s8.session.run(None, {"a": a_u8}),
     "ONNX Runtime MatMulInteger u8 x u8": lambda: mmi_u8.session.run(None, {"a": a_u8}),
     "torch._int_mm s8 x s8": lambda: torch._int_mm(ta_s8, tb_s8),
@@ -863,22 +924,33 @@ with threadpool_limits(THREADS):
         m = timed(fn, budget_s=config.pick(0.3, 0.8), min_runs=3)
         kernel_rate[name] = ops / m.seconds / 1e9
         print(f"{name:38}{format_seconds(m.seconds):>10}{kernel_rate[name]:>9.1f}{energy_text(m.joules, m.kind):>20}")
-fastest = max(kernel_rate, key=kernel_rate.get)
-print(f"\nthe fastest int8 kernel here ({fastest}) ran {kernel_rate[fastest] / kernel_rate['your int8_matmul (numpy, int32)']:,.0f}x "
-      f"the numpy integer loop and {kernel_rate[fastest] / kernel_rate['numpy float32 BLAS (same numbers)']:.1f}x "
-      "float32 BLAS on the same numbers")
+library_int8 = {n: r for n, r in kernel_rate.items() if n not in (MINE_KERNEL, BLAS_KERNEL)}
+fastest = max(library_int8, key=library_int8.get)
+span = lab.quote("kernel_span", kernel_rate[fastest] / kernel_rate[MINE_KERNEL], "{:,.0f}x")
+vs_blas = lab.quote("kernel_vs_blas", kernel_rate[fastest] / kernel_rate[BLAS_KERNEL], "{:.1f}x")
+print(f"\nthe fastest library int8 kernel here ({lab.quote('kernel_fastest', fastest, '{}')}) ran {span} the rate of "
+      f"{MINE_KERNEL} and {vs_blas} float32 BLAS on the same numbers")
+for key, name in (("numpy_int", MINE_KERNEL), ("blas_f32", BLAS_KERNEL), ("ort_u8s8", "ONNX Runtime MatMulInteger u8 x s8"),
+                  ("ort_u8u8", "ONNX Runtime MatMulInteger u8 x u8"), ("torch_int_mm", "torch._int_mm s8 x s8")):
+    rate = kernel_rate.get(name)
+    lab.quote(f"gops_{key}", "n/a" if rate is None else f"{rate:,.0f}" if rate >= 100 else f"{rate:.2g}", "{}")
+lab.quote("u8u8_share", kernel_rate["ONNX Runtime MatMulInteger u8 x u8"] / kernel_rate["ONNX Runtime MatMulInteger u8 x s8"],
+          "{:.2f}x")
 bf16_mm, int8_mm = quant.GPU_SHIPPED[0], quant.GPU_SHIPPED[1]
 print(f"shipped measurement (GPU server): {int8_mm.work} {int8_mm.rate:g} {int8_mm.unit} vs {bf16_mm.work} "
       f"{bf16_mm.rate:g} {bf16_mm.unit}: the generic int8 path ran {bf16_mm.rate / int8_mm.rate:.1f}x slower than bf16")
 
 # %% [markdown] sweat={"id": "kernels-read"}
-# **Read the table.** The same exact integer arithmetic spans orders of magnitude: numpy's integer matmul
+# **Read the table.** The same exact integer arithmetic ran {{kernel_span}} the rate of numpy's integer
+# matmul on the fastest library kernel ({{kernel_fastest}}) in the shipped run: numpy's integer matmul
 # has no vector kernel behind it, while ONNX Runtime and torch call hand-written int8 kernels (MLAS,
-# oneDNN) that use the CPU's int8 instructions. On x86, VPDPBUSD and VPMADDUBSW multiply an **unsigned**
+# oneDNN) that use the CPU's int8 instructions where it has them. Against float32 BLAS on the same numbers,
+# that kernel ran {{kernel_vs_blas}} as fast. On x86, VPDPBUSD and VPMADDUBSW multiply an **unsigned**
 # byte by a **signed** one only, so u8 x u8 needs extra work (widening to 16 bits first): compare the two
-# MatMulInteger rows. Arm's SDOT and UDOT instead take two signed or two unsigned bytes. The GPU server
-# told the same story: its generic int8 matmul ran well below its bf16 tensor-core kernel, far from the
-# datasheet's int8 figure. **A datasheet's int8 rate needs the kernel written for it.**
+# MatMulInteger rows (the shipped run: u8 x u8 at {{u8u8_share}} the rate of u8 x s8). Arm's SDOT and UDOT
+# instead take two signed or two unsigned bytes. The GPU server told the same story: its generic int8
+# matmul ran well below its bf16 tensor-core kernel, far from the datasheet's int8 figure. **A datasheet's
+# int8 rate needs the kernel written for it.**
 
 # %% [markdown] sweat={"id": "sec-serve"}
 # ## 9. One model, eleven ways
@@ -915,16 +987,16 @@ class HandInt8:
     def __init__(self, layers):
         self.layers = []
         for w, b in layers:
-            q, s = mine("quantize_blocks")(w, 8, (1, w.shape[1]))
+            q, s = lab.mine("quantize_blocks")(w, 8, (1, w.shape[1]))
             self.layers.append((np.ascontiguousarray(q.T), s.ravel(), q.astype(np.int32).sum(axis=1), b))
         self.bytes = sum(q.nbytes + s.nbytes + c.nbytes + b.nbytes for q, s, c, b in self.layers)
 
     def __call__(self, x):
         h = np.asarray(x, dtype=np.float32)
         for i, (qt, sw, row_sums, b) in enumerate(self.layers):
-            scale, zp = mine("affine_params")(float(h.min()), float(h.max()), 8)
-            qx = mine("quantize")(h, scale, zp, 8, signed=False)
-            acc = mine("int8_matmul")(qx, qt) - zp * row_sums  # = sum_k (qx - zp) * qw, exactly
+            scale, zp = lab.mine("affine_params")(float(h.min()), float(h.max()), 8)
+            qx = lab.mine("quantize")(h, scale, zp, 8, signed=False)
+            acc = lab.mine("int8_matmul")(qx, qt) - zp * row_sums  # = sum_k (qx - zp) * qw, exactly
             h = acc.astype(np.float32) * (np.float32(scale) * sw) + b
             if i < len(self.layers) - 1:
                 h = np.maximum(h, 0)
@@ -941,7 +1013,7 @@ class HandInt4:
     def __call__(self, x):
         h = np.asarray(x, dtype=np.float32)
         for i, (packed, scales, shape, b) in enumerate(self.layers):
-            codes = mine("unpack_int4")(packed, shape[0] * shape[1]).reshape(shape)
+            codes = lab.mine("unpack_int4")(packed, shape[0] * shape[1]).reshape(shape)
             h = h @ quant.dequantize_blocks(codes, scales, (1, self.group)).T + b
             if i < len(self.layers) - 1:
                 h = np.maximum(h, 0)
@@ -989,6 +1061,10 @@ VARIANTS = {  # name -> (predict on a numpy batch, bytes as stored)
     "numpy int4 by hand": (hand_int4, hand_int4.bytes),
     **{name: (m.run, m.bytes) for name, m in ort_models.items()},
 }
+hand_int8(X_test[:1]), hand_int4(X_test[:1])  # one call each: do they run on your functions or the stand-ins?
+SHOWN = {name: name for name in VARIANTS}  # the names as the table and the plot show them
+SHOWN["numpy int8 by hand"] = labelled("numpy int8 by hand", "quantize_blocks", "affine_params", "quantize", "int8_matmul")
+SHOWN["numpy int4 by hand"] = labelled("numpy int4 by hand", "quantize_blocks", "pack_int4", "unpack_int4")
 for name, m in ort_models.items():
     print(f"{name:34s} ONNX operators: {', '.join(m.ops)}")
 
@@ -1011,17 +1087,25 @@ base = rows["ORT fp32"]
 print(f"{'variant':33}{'accuracy':>9}{'batch 1':>10}{f'batch {BIG}':>11}{'per image':>11}{'vs ORT fp32':>12}"
       f"{'MB':>6}{'energy per image':>18}")
 for name, r in rows.items():
-    print(f"{name:33}{100 * r['accuracy']:>8.2f}%{format_seconds(r['latency_ms_b1'] / 1e3):>10}"
+    print(f"{SHOWN[name]:33}{100 * r['accuracy']:>8.2f}%{format_seconds(r['latency_ms_b1'] / 1e3):>10}"
           f"{format_seconds(r['latency_ms_big'] / 1e3):>11}{format_seconds(r['latency_ms_big'] / 1e3 / BIG):>11}"
           f"{base['latency_ms_big'] / r['latency_ms_big']:>11.2f}x{r['bytes'] / 1e6:>6.2f}"
           f"{energy_text(r['energy_j'], r['energy_kind']):>18}")
 kinds = {r["energy_kind"] for r in rows.values()}
 if "estimated" in kinds:
-    print(f"\nenergy est.: an ESTIMATE, not a measurement (no CPU energy sensor here): power = {TDP_W:g} W x "
-          f"({THREADS} core / {CHIP_CORES}) x CPU utilisation, inputs {TDP_SOURCE}; at one power for every row, "
-          "joules per image follow time per image")
+    print(f"\nenergy est.: an ESTIMATE, not a measurement (no CPU energy sensor here): power = {lab.energy.tdp_w:g} W x "
+          f"({THREADS} core / {lab.energy.chip_cores}) x CPU utilisation, inputs: {lab.energy}; at one power for every "
+          "row, joules per image follow time per image")
 print(f"\nlatencies are medians of repeated runs, one thread; MB = bytes as stored (torch.save of the state dict, "
       f"the ONNX file, or the numpy arrays); accuracy on the {len(y_test)} test images")
+TORCH_INT8 = f"torch int8 dynamic ({ENGINE})"
+lab.quote("torch_engine", ENGINE, "{}")
+for key, name in (("ort_fp32", "ORT fp32"), ("ort_int8_dynamic", "ORT int8 dynamic"), ("ort_int8_static", "ORT int8 static"),
+                  ("torch_int8", TORCH_INT8), ("torch_bf16", "torch bf16"), ("torch_fp32", "torch fp32")):
+    lab.quote(f"lat_big_{key}", format_seconds(rows[name]["latency_ms_big"] / 1e3), "{}")
+other_acc = [f"{SHOWN[n]} ({100 * r['accuracy']:.2f}%)" for n, r in rows.items()
+             if round(r["accuracy"], 4) != round(ACC_FP32, 4)]
+lab.quote("acc_same", "every variant" if not other_acc else "every variant but " + ", ".join(other_acc), "{}");
 
 # %% sweat={"id": "serve-plot", "role": "demo"}
 names = list(rows)
@@ -1041,7 +1125,7 @@ for ax, key, title in ((axes[0], "b1", "batch 1 (one image)"), (axes[1], "big", 
     ax.set(xscale="log", title=title, xlabel="time per image (log); (x) = speed-up over ORT fp32 (dotted)")
     ax.set_xlim(min(values) / 2, max(values) * 15)
     plain_log(ax.xaxis, lambda v, _: format_seconds(v * 1e-6), subs=(1.0,))
-axes[0].set_yticks(np.arange(len(names))[::-1], names)
+axes[0].set_yticks(np.arange(len(names))[::-1], [SHOWN[n] for n in names])
 axes[0].plot([], [], color="tab:blue", lw=6, label="torch")
 axes[0].plot([], [], color="tab:orange", lw=6, label="numpy by hand")
 axes[0].plot([], [], color="tab:green", lw=6, label="ONNX Runtime")
@@ -1067,16 +1151,24 @@ acc_drop = {n: 100 * (rows["ORT fp32"]["accuracy"] - rows[n]["accuracy"]) for n 
 int4_ratio = rows["ORT int4 weight-only"]["bytes"] / rows["ORT fp32"]["bytes"]
 hand_int4_ratio = rows["numpy int4 by hand"]["bytes"] / rows["torch fp32"]["bytes"]
 q1, q3 = speed.ratio_q1_q3
-print(f"ORT int8 dynamic vs ORT fp32 at batch {BIG}: {speed.ratio:.2f}x faster (IQR of the pair ratios {q1:.2f}-{q3:.2f}, "
-      f"{speed.pairs} pairs); static int8: {speed_static.ratio:.2f}x")
-print(f"  aim: at least {aim_speed:g}x on this CPU ({'VNNI present' if VNNI else 'no VNNI'}): "
-      f"{'REACHED' if speed.ratio >= aim_speed else 'NOT reached'}")
+print(f"ORT int8 dynamic vs ORT fp32 at batch {BIG}: {lab.quote('aim_speedup', speed.ratio, '{:.2f}x')} faster "
+      f"(IQR of the pair ratios {lab.quote('aim_iqr', (q1, q3), '{0[0]:.2f}-{0[1]:.2f}')}, {speed.pairs} pairs); "
+      f"static int8: {lab.quote('aim_static', speed_static.ratio, '{:.2f}x')}")
+reached = {"speed": speed.ratio >= aim_speed, "accuracy": all(abs(d) <= 1 for d in acc_drop.values()),
+           "int4 bytes": max(int4_ratio, hand_int4_ratio) <= 1 / 6}
+print(f"  aim: at least {lab.quote('aim_target', aim_speed, '{:g}x')} on this CPU ({'VNNI present' if VNNI else 'no VNNI'}): "
+      f"{'REACHED' if reached['speed'] else 'NOT reached'}")
 for n, drop in acc_drop.items():
     print(f"{n}: accuracy {100 * rows[n]['accuracy']:.2f}% vs fp32 {100 * rows['ORT fp32']['accuracy']:.2f}% "
           f"({drop:+.2f} points lost): {'within' if abs(drop) <= 1 else 'NOT within'} 1 point")
-print(f"int4 weight-only: ONNX file {int4_ratio:.3f} of fp32's bytes (1/{1 / int4_ratio:.2f}); by hand "
-      f"{hand_int4_ratio:.3f} (1/{1 / hand_int4_ratio:.2f}): aim at most 1/6 = 0.167: "
-      f"{'REACHED' if max(int4_ratio, hand_int4_ratio) <= 1 / 6 else 'NOT reached'}")
+print(f"int4 weight-only: ONNX file {int4_ratio:.3f} of fp32's bytes (1/{lab.quote('int4_fraction', 1 / int4_ratio, '{:.2f}')}); "
+      f"{SHOWN['numpy int4 by hand']} {hand_int4_ratio:.3f} (1/{1 / hand_int4_ratio:.2f}): aim at most 1/6 = 0.167: "
+      f"{'REACHED' if reached['int4 bytes'] else 'NOT reached'}")
+lab.quote("acc_int8_dynamic", 100 * rows["ORT int8 dynamic"]["accuracy"], "{:.2f}%")
+lab.quote("acc_int8_static", 100 * rows["ORT int8 static"]["accuracy"], "{:.2f}%")
+lab.quote("acc_ort_fp32", 100 * rows["ORT fp32"]["accuracy"], "{:.2f}%")
+missed = [aim for aim, ok in reached.items() if not ok]
+lab.quote("aims_verdict", "all three aims reached" if not missed else f"not reached: {', '.join(missed)}", "{}");
 
 # %% [markdown] sweat={"id": "sec-pays"}
 # ## 10. Where int8 pays, and where it does not
@@ -1093,25 +1185,36 @@ def ratio(a, b, key="big"):
     return rows[a][f"latency_ms_{key}"] / rows[b][f"latency_ms_{key}"]
 
 
-print(f"batch 1: ORT int8 dynamic runs {ratio('ORT fp32', 'ORT int8 dynamic', 'b1'):.2f}x ORT fp32's speed; "
-      f"at batch {BIG}: {ratio('ORT fp32', 'ORT int8 dynamic'):.2f}x")
-print(f"signed vs unsigned: u8 weights {ratio('ORT fp32', 'ORT int8 dynamic, u8 weights'):.2f}x fp32 at batch {BIG} "
-      f"(s8 weights: {ratio('ORT fp32', 'ORT int8 dynamic'):.2f}x); static with s8 activations "
-      f"{ratio('ORT fp32', 'ORT int8 static, s8 activations'):.2f}x (u8 activations: {ratio('ORT fp32', 'ORT int8 static'):.2f}x)")
-print(f"bf16 in torch: {ratio('torch fp32', 'torch bf16'):.2f}x torch fp32 at batch {BIG} "
+def quoted_ratio(name, value):
+    """A speed ratio, printed and quoted."""
+    return lab.quote(name, value, "{:.2f}x")
+
+
+b1_int8 = quoted_ratio("b1_int8_ratio", ratio("ORT fp32", "ORT int8 dynamic", "b1"))
+big_int8 = quoted_ratio("big_int8_ratio", ratio("ORT fp32", "ORT int8 dynamic"))
+print(f"batch 1: ORT int8 dynamic runs {b1_int8} ORT fp32's speed; at batch {BIG}: {big_int8}")
+print(f"signed vs unsigned: u8 weights {quoted_ratio('u8w_ratio', ratio('ORT fp32', 'ORT int8 dynamic, u8 weights'))} "
+      f"fp32 at batch {BIG} (s8 weights: {big_int8}); static with s8 activations "
+      f"{quoted_ratio('s8act_ratio', ratio('ORT fp32', 'ORT int8 static, s8 activations'))} "
+      f"(u8 activations: {quoted_ratio('static_ratio', ratio('ORT fp32', 'ORT int8 static'))})")
+print(f"bf16 in torch: {quoted_ratio('bf16_ratio', ratio('torch fp32', 'torch bf16'))} torch fp32 at batch {BIG} "
       f"({'native bf16 here' if INT8.bf16 else 'no native bf16 here'})")
-print(f"int4 weight-only: ORT {ratio('ORT fp32', 'ORT int4 weight-only', 'b1'):.2f}x fp32 at batch 1, "
-      f"{ratio('ORT fp32', 'ORT int4 weight-only'):.2f}x at batch {BIG}; numpy by hand "
-      f"{ratio('torch fp32', 'numpy int4 by hand', 'b1'):.2f}x torch fp32 at batch 1")
-print(f"numpy int8 by hand: {ratio('torch fp32', 'numpy int8 by hand'):.3f}x torch fp32 at batch {BIG} (numpy's integer matmul)")
+print(f"int4 weight-only: ORT {quoted_ratio('int4_b1_ratio', ratio('ORT fp32', 'ORT int4 weight-only', 'b1'))} fp32 "
+      f"at batch 1, {quoted_ratio('int4_big_ratio', ratio('ORT fp32', 'ORT int4 weight-only'))} at batch {BIG}; "
+      f"{SHOWN['numpy int4 by hand']} {ratio('torch fp32', 'numpy int4 by hand', 'b1'):.2f}x torch fp32 at batch 1")
+hand8 = ratio("torch fp32", "numpy int8 by hand")
+print(f"{SHOWN['numpy int8 by hand']}: {hand8:.3f}x torch fp32 at batch {BIG} (numpy's integer matmul): "
+      f"{lab.quote('hand_int8_slower', 1 / hand8, '{:,.0f}x')} {'slower' if hand8 < 1 else 'faster'}")
 
 runs, note = serve.onednn_int8_plan(INT8)
 print(f"\noneDNN with an instruction cap: {note}")
 onednn_runs = []
 sizes = [64, HIDDEN, HIDDEN, 10]
-for label, cap in runs:
-    r = serve.onednn_int8_run(label, cap, sizes, BIG, threads=THREADS, budget_s=config.pick(0.4, 1.2),
-                              energy_meter=METER)
+child_meter = dict(estimate=True, tdp_w=lab.energy.tdp_w, host_cores=lab.energy.chip_cores, cores_used=THREADS,
+                   tdp_source=lab.energy.source)  # the child process builds its meter from the lab's one set of inputs
+for run_label, cap in runs:
+    r = serve.onednn_int8_run(run_label, cap, sizes, BIG, threads=THREADS, budget_s=config.pick(0.4, 1.2),
+                              energy_meter=child_meter)
     onednn_runs.append(r)
 if onednn_runs:
     print(f"{'run':26}{'ONEDNN_MAX_CPU_ISA':>20}  {'int8 kernel oneDNN chose':30}{'fp32':>9}{'int8':>9}{'int8 speed-up':>15}"
@@ -1124,35 +1227,51 @@ for r in onednn_runs:
           f"{r.int8_ms:>6.2f} ms{r.ratio:>14.2f}x{energy_text(r.int8_j, r.energy_kind):>19}")
 good = [r for r in onednn_runs if not r.error]
 if len(good) >= 2:
-    print(f"hiding {'AMX and VNNI' if INT8.amx_int8 else 'VNNI'} made the int8 model {good[-1].int8_ms / good[0].int8_ms:.2f}x "
-          f"slower ({good[0].kernels[0] if good[0].kernels else '?'} -> {good[-1].kernels[0] if good[-1].kernels else '?'}); "
-          f"fp32, which torch runs on its BLAS and not on oneDNN, took {good[-1].fp32_ms / good[0].fp32_ms:.2f}x as long "
-          "(the cap does not touch it: any difference is the machine's noise)")
+    hidden = "AMX and VNNI" if INT8.amx_int8 else "VNNI"
+    first, last = (r.kernels[0] if r.kernels else "?" for r in (good[0], good[-1]))
+    print(f"hiding {hidden} made the int8 model take {good[-1].int8_ms / good[0].int8_ms:.2f}x as long "
+          f"({first} -> {last}); fp32, which torch runs on its BLAS and not on oneDNN, took "
+          f"{good[-1].fp32_ms / good[0].fp32_ms:.2f}x as long (the cap does not touch it: any difference is the machine's noise)")
+    verdict = (f"hiding {hidden} took the int8 model from {good[0].ratio:.2f}x to {good[-1].ratio:.2f}x fp32's speed "
+               f"(`{first}` -> `{last}`)")
+elif good:
+    verdict = f"only this CPU as it is could run ({good[0].ratio:.2f}x fp32's speed in int8): {note}"
+else:
+    verdict = f"not measured here: {note}"
+lab.quote("onednn_verdict", verdict, "{}")
 print("(random weights of the model's shapes, in a fresh process each: speed does not depend on the values)")
 
 # %% [markdown] sweat={"id": "pays-read"}
-# **What the numbers say** (each claim is one printed line above; check it against yours):
+# **What the numbers say** (each claim is one printed line above; check it against yours, and the shipped
+# run's figures quoted here against the printout):
 #
 # - **Large batches** are where int8 pays: the weights are reused across the batch, so the product is
-#   compute-bound, and an int8 dot-product instruction does four multiply-adds where fp32 FMA does one
-#   per lane. That is the aim's ratio.
+#   compute-bound. With an int8 dot-product instruction (VNNI, AMX, Arm's SDOT) one instruction does four
+#   multiply-adds per 32-bit lane where an fp32 FMA does one; with AVX2 only, the same four take three
+#   instructions, and int8 gains less. That is the aim's ratio ({{big_int8_ratio}} in the shipped run).
 # - **Batch 1** moves the bottleneck to memory and fixed costs: quantizing the activations on every call,
-#   a few small kernels instead of one. At this model's size (4.5 MB, which fits in a large L3) the
-#   batch-1 gain is whatever the printed ratio says; for a model far larger than the caches, batch-1 speed
-#   follows the bytes (section 2), which is where weight-only int4 helps most.
+#   a few small kernels instead of one. At this model's size (4.5 MB, which fits in many CPUs' last-level
+#   cache) the batch-1 gain is whatever the printed ratio says ({{b1_int8_ratio}} in the shipped run); for
+#   a model far larger than the caches, batch-1 speed follows the bytes (section 2), which is where
+#   weight-only int4 helps most.
 # - **Signed vs unsigned**: x86's int8 instructions multiply an unsigned byte by a signed byte. ReLU
 #   activations are non-negative, so u8 activations lose nothing and s8 weights are the natural pair; u8
-#   weights (u8 x u8) or s8 activations need extra work per product, which the two "u8 weights" and
-#   "s8 activations" rows price on this CPU.
-# - **No VNNI**: the same int8 model needs three instructions per dot-product step instead of one, and the
-#   int16 intermediate of VPMADDUBSW can saturate (exercise 8), which is why ONNX Runtime offers
-#   `reduce_range` (7-bit weights) for such CPUs, and why torch's dynamic int8 `Linear` quantizes its
-#   activations to 7 bits (`reduce_range=True` in its forward). The capped run above measures how much
-#   VNNI is worth here, with the kernel names to prove which instructions ran.
-# - **The right kernel**: numpy's int8 by hand is exact and as accurate as the libraries, and far slower
-#   than fp32: numbers in int8 are not enough, the product must run on an int8 kernel (section 8).
+#   weights (u8 x u8) or s8 activations need extra work per product on x86, which the two "u8 weights" and
+#   "s8 activations" rows price on this CPU (the shipped run: u8 weights {{u8w_ratio}} fp32's speed against
+#   s8 weights' {{big_int8_ratio}}; s8 activations {{s8act_ratio}} against u8 activations' {{static_ratio}}).
+#   Arm's SDOT and UDOT take two signed or two unsigned bytes, so there the pairing matters less.
+# - **No VNNI**: on such a CPU the same int8 model needs three instructions per dot-product step instead of
+#   one, and the int16 intermediate of VPMADDUBSW can saturate (exercise 8), which is why ONNX Runtime
+#   offers `reduce_range` (7-bit weights) for such CPUs, and why torch's dynamic int8 `Linear` quantizes its
+#   activations to 7 bits (`reduce_range=True` in its forward). On a CPU with VNNI the capped run above
+#   measures how much it is worth, with the kernel names to prove which instructions ran; in the shipped
+#   run, {{onednn_verdict}}.
+# - **The right kernel**: numpy's int8 by hand is exact and about as accurate as the libraries, and far
+#   slower than fp32 ({{hand_int8_slower}} slower at batch 256 in the shipped run): numbers in int8 are not
+#   enough, the product must run on an int8 kernel (section 8).
 # - **bf16** pays only with native bf16 arithmetic (AVX512-BF16, AMX, Arm BF16); otherwise it is converted
-#   to fp32 and back on every operation.
+#   to fp32 and back on every operation. In the shipped run torch's bf16 model ran {{bf16_ratio}} torch
+#   fp32's speed at batch 256 (native bf16 there: {{native_bf16}}).
 
 # %% [markdown] sweat={"id": "sec-other-hw"}
 # ## 11. On other hardware
@@ -1175,8 +1294,7 @@ print("(random weights of the model's shapes, in a fresh process each: speed doe
 
 # %% sweat={"id": "record", "role": "demo", "record_keys": ["rows", "sqnr_db", "vnni", "int8_kernel", "big_batch", "threads", "ort_int8_speedup_big", "ort_int8_static_speedup_big", "int4_bytes_ratio", "quick"]}
 SQNR_GRAINS = ["per tensor", "per channel (row)", "groups of 32"]
-rec = records.record(
-    "03_quantize",
+rec = lab.record(
     rows={name: {k: r[k] for k in ("accuracy", "latency_ms_b1", "latency_ms_big", "bytes", "energy_j", "energy_kind")}
           for name, r in rows.items()},
     sqnr_db={str(b): {gname: round(sqnr[next(iter(MATRICES)), gname, b], 2) for gname in SQNR_GRAINS} for b in BITS},

@@ -12,6 +12,8 @@ import contextlib
 import dataclasses
 import io
 import math
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -414,6 +416,15 @@ def _run(cells, namespace) -> str:
     return out.getvalue()
 
 
+def _notebook_namespace(monkeypatch, name: str) -> dict:
+    """A fresh namespace that open_lab() finds as the notebook's own (__main__), in quick mode, plots headless."""
+    module = types.ModuleType(name)
+    monkeypatch.setitem(sys.modules, "__main__", module)
+    monkeypatch.setenv("SWEAT_QUICK", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    return vars(module)
+
+
 def test_the_lab_on_a_cpu_without_vnni_says_what_it_could_not_measure(solution, monkeypatch):
     """The setup, formats and 'where int8 pays' cells on a faked machine without VNNI: the lower aim, the
     AVX2 wording, and the oneDNN experiment reduced to one side, said so (the child process is faked too)."""
@@ -429,19 +440,19 @@ def test_the_lab_on_a_cpu_without_vnni_says_what_it_could_not_measure(solution, 
                                fp32_j=0.01, int8_j=0.005, energy_kind="estimated")
 
     monkeypatch.setattr(serve, "onednn_int8_run", fake_run)
-    monkeypatch.setenv("SWEAT_QUICK", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    ns: dict = {"__name__": "__lab03_novnni__"}
+    ns = _notebook_namespace(monkeypatch, "__lab03_novnni__")
     text = _run(_cells(solution, "setup", "formats"), ns)
     assert ns["VNNI"] is False and ns["INT8"].speed_aim == 1.5
     assert "no VNNI" in text and "VNNI (VPDPBUSD" not in text
     names = ["torch fp32", "torch bf16", "numpy int8 by hand", "numpy int4 by hand", "ORT fp32", "ORT int8 dynamic",
              "ORT int8 dynamic, u8 weights", "ORT int8 static", "ORT int8 static, s8 activations", "ORT int4 weight-only"]
     ns["rows"] = {n: {"latency_ms_b1": 1.0 + i, "latency_ms_big": 10.0 + i} for i, n in enumerate(names)}
+    ns["SHOWN"] = {n: n for n in names}
     ns["HIDDEN"] = 1024
     text = _run(_cells(solution, "pays"), ns)
     assert calls == [None], "without VNNI only the machine as it is can be run"
     assert "cannot be measured here" in text and "hiding" not in text
+    assert ns["verdict"].startswith("only this CPU as it is could run") and "hiding" not in ns["verdict"]
 
 
 def test_the_record_cell_declares_the_issue_keys(solution):
@@ -450,3 +461,90 @@ def test_the_record_cell_declares_the_issue_keys(solution):
     assert {"rows", "sqnr_db", "vnni"} <= set(keys)
     for field in ("accuracy", "latency_ms_b1", "latency_ms_big", "bytes", "energy_j", "energy_kind"):
         assert f'"{field}"' in record.source
+
+
+# ---- the kit: stand-ins labelled, one set of energy inputs, figures from the run ---------------------
+
+def test_the_lab_uses_the_kit_and_defines_no_stand_in_helper_or_energy_inputs():
+    text = SOURCE.read_text(encoding="utf-8")
+    for gone in ("MY_TDP_W", "TDP_W =", "CHIP_CORES =", "TDP_SOURCE", "METER", "def mine(", "EnergyMeter(", "[reference]"):
+        assert gone not in text, gone
+    assert "lab.meter(THREADS)" in text and "lab.energy" in text
+
+
+def test_every_exercise_function_has_a_stand_in_from_the_library():
+    from sweatlab.kit.standins import stand_ins_of
+
+    table = stand_ins_of(LAB)
+    functions = {"affine_params", "quantize", "dequantize", "quantize_blocks", "sqnr_db", "calibration_range",
+                 "pack_int4", "unpack_int4", "int8_matmul", "max_safe_k"}
+    assert set(table) == functions
+    for name, stand_in in table.items():
+        assert stand_in.load() is getattr(quant, name)
+        assert stand_in.exercise in range(1, 9)
+
+
+def test_the_blank_lab_runs_its_demos_on_labelled_stand_ins(solution, monkeypatch, tmp_path):
+    """In the blank lab every demo that needs an unwritten exercise runs on the lab's stand-in, says so once,
+    and labels what it printed and plotted " (stand-in)"; the numbers are the course's (the stand-in is the
+    library's function, so they match the solution's)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    blank = C.make_lab(solution)
+    ns = _notebook_namespace(monkeypatch, "__lab03_blank__")
+    cells = [c for c in blank.cells if c.metadata.get("sweat", {}).get("role") in ("setup", "answer")]
+    _run(cells, ns)
+    with pytest.raises(NotImplementedError):
+        ns["quantize"](np.zeros(3), 1.0, 0)
+    ns["WORK"] = tmp_path  # the matvec cell's folder for ONNX files (that cell measures no exercise: not run here)
+    text = _run(_cells(blank, "train", "torch-agree", "sqnr-plot", "calib-plot", "int4-bytes", "kernels"), ns)
+    for name in ("quantize", "quantize_blocks", "sqnr_db", "calibration_range", "affine_params", "dequantize",
+                 "pack_int4", "unpack_int4", "int8_matmul"):
+        assert text.count(f"(stand-in) {name} is not written yet") == 1, name
+    assert "your quantize (stand-in) and torch differ on" in text
+    assert "min/max, clean (stand-in)" in text and "clean, layer-1 range (stand-in)" in text
+    assert "the model's weights and biases (stand-in): fp32" in text
+    assert "your int8_matmul (numpy, int32) (stand-in)" in text
+    for fig, theory in ((ns["fig_sqnr"], "slope of 6.02 dB per bit"), (ns["fig_calib"], "fp32:")):
+        labels = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+        measured = [t for t in labels if not t.startswith(theory) and not t.startswith("the ")]
+        assert measured and all(t.endswith(" (stand-in)") for t in measured), labels
+    # the stand-ins are the course's functions: the same numbers as the written solution's
+    w = ns["LAYERS"][1][0]
+    assert ns["sqnr"][next(iter(ns["MATRICES"])), "groups of 32", 8] == pytest.approx(
+        quant.sqnr_db(w, quant.dequantize_blocks(*quant.quantize_blocks(w, 8, (1, 32)), (1, 32))))
+
+
+def test_the_shipped_solution_ran_on_the_learners_functions_only():
+    import nbformat
+
+    nb = nbformat.read(REPO / "solutions" / f"{LAB}.ipynb", as_version=4)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            text = out.get("text", "") or "".join(out.get("data", {}).get("text/plain", ""))
+            assert "(stand-in)" not in text, (cell.id, text[:300])
+
+
+def test_every_placeholder_is_made_by_the_run_and_the_deck_and_guide_quote_only_its_figures():
+    import re
+
+    import nbformat
+
+    from sweatlab.course import figures as F
+
+    made = F.figures_of(nbformat.read(REPO / "solutions" / f"{LAB}.ipynb", as_version=4)).get("values", {})
+    wanted = set(F.placeholders(SOURCE.read_text(encoding="utf-8")))
+    assert wanted and wanted <= set(made), sorted(wanted - set(made))
+    deck = (REPO / "slides" / f"{LAB}.md").read_text(encoding="utf-8")
+    guide = (REPO / "slides" / "INSTRUCTOR.md").read_text(encoding="utf-8")
+    section = guide.split("## Lab 03 ", 1)[1].split("\n## Lab 04", 1)[0]
+    for where, text in (("deck", deck), ("guide", section)):
+        quotes = [m for m in F.QUOTE.finditer(text) if m.group(1) == LAB]
+        assert quotes, f"the {where} quotes no run figure of lab 03"
+        for m in quotes:
+            assert m.group(2) in made and m.group(3) == made[m.group(2)], (where, m.group(0))
+    # no run figure left typed by hand in the deck's notes: every "N.N ms", "N.NNx", "N.N dB" is a quote
+    constants = {"6 dB", "1.5x"}  # the rule of thumb per bit; the lab's aim without VNNI
+    bare = re.findall(r"\b\d+(?:\.\d+)? ?(?:ms|GB/s|dB|GOP/s)\b|\b\d+\.\d+x\b", F.QUOTE.sub("", deck))
+    assert set(bare) <= constants, sorted(set(bare) - constants)

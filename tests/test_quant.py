@@ -213,6 +213,22 @@ def _fake(arch, **isa):
     return M(arch, isa)
 
 
+def test_step_at_is_the_gap_between_neighbours_of_the_format():
+    import torch
+
+    formats = {f.name: f for f in quant.number_formats()}
+    for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16), ("fp32", torch.float32)):
+        for v in (1.0, 3.0, 1000.3, 1024.0, 60000.0):
+            here = torch.tensor(v, dtype=torch.float64).to(dtype)
+            gap = float(torch.nextafter(here, torch.tensor(float("inf"), dtype=dtype)) - here)
+            if math.floor(math.log2(v)) == math.floor(math.log2(float(here))):  # v did not round up to 2**k
+                assert formats[name].step_at(v) == gap, (name, v)
+    assert formats["bf16"].step_at(1000.3) == 4 and formats["bf16"].step_at(70000) == 512
+    assert formats["fp16"].step_at(-1000.3) == 0.5 and formats["int8"].step_at(5) == 1.0
+    with pytest.raises(ValueError):
+        formats["fp16"].step_at(70000.0)  # beyond fp16's range: no step, it is inf
+
+
 def test_int8_support_reads_the_flags():
     spr = quant.int8_support(_fake("x86_64", avx2=True, avx512f=True, avx512_vnni=True, amx_int8=True, amx_bf16=True))
     assert spr.vnni and spr.amx_int8 and spr.bf16 and spr.speed_aim == 3.0 and "AMX" in spr.kernel

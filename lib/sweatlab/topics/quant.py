@@ -12,11 +12,13 @@
     int8_matmul(a, b) -> int32 array                     exact: every product summed in int32
     max_safe_k(a_max, b_max, acc_bits=32) -> int         longest dot product an accumulator holds without overflow
     number_formats() -> list[NumberFormat]               fp32, bf16, fp16, int8, int4: range, step, bytes
+    NumberFormat.step_at(value)                          a float format's gap between neighbours at value
     int8_support(machine) -> Int8Support                 what this CPU computes natively in int8 (VNNI, AMX, dot product)
     GPU_SHIPPED                                          int8/bf16 figures measured once on a GPU server (with provenance)
 
 These are the references of lab 03's exercises: the checks compare a learner's function with them,
-and the lab falls back to them, with a note, while an exercise is not written yet.
+and the lab's stand-ins (``sweatlab.labs.lab03_quantize.standins``) are these functions, run and
+labelled " (stand-in)" while an exercise is not written yet.
 
 Conventions (the ones torch and ONNX document):
     affine:     q = clip(round(x / scale) + zero_point, qmin, qmax),  x ~ (q - zero_point) * scale
@@ -236,6 +238,17 @@ class NumberFormat:
     def decimal_digits(self) -> float | None:
         """About how many significant decimal digits a float keeps: -log10(eps / 2)."""
         return -math.log10(self.step_at_one / 2) if self.kind == "float" else None
+
+    def step_at(self, value: float) -> float:
+        """The gap between neighbouring numbers of this format at ``value`` (a normal number of a float
+        format): eps x 2**floor(log2 |value|), e.g. bf16 at 1000 -> 4; an integer code's step is 1."""
+        if self.kind != "float":
+            return 1.0
+        value = abs(float(value))
+        if not (self.smallest_normal <= value <= self.largest):
+            raise ValueError(f"{value!r} is not a normal {self.name} number (from {self.smallest_normal:g} "
+                             f"to {self.largest:g})")
+        return self.step_at_one * 2.0 ** math.floor(math.log2(value))
 
 
 def number_formats() -> list[NumberFormat]:
