@@ -342,3 +342,12 @@ def test_a_lab_that_declares_no_report_is_pooled_from_its_numbers(tmp_path):
     assert pool.entries[0].metrics[("tokens_per_s", "2 nodes")] in (36.0, 54.0)
     page = CR.render(pool)
     assert "Lab 07: many nodes" in page and "2 nodes" in page
+
+
+def test_a_record_made_with_stand_ins_says_so_beside_the_learner(tmp_path):
+    r = rec("01_matmul", ZEN4, {"gflops": {"blas": 100.0, "numba_tiled": 20.0}})
+    r["stand_ins"] = ["matmul_tiled"]
+    (tmp_path / "cy.jsonl").write_text(json.dumps(r) + "\n")
+    pool = CR.load_folder(tmp_path)
+    assert pool.entries[0].stand_ins == ("matmul_tiled",)
+    assert "stand-in for: matmul_tiled" in CR.render(pool)

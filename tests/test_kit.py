@@ -174,3 +174,18 @@ def test_a_solution_run_fills_its_prose_the_lab_shows_the_shipped_values_and_che
     assert check.check_course(course) == []
     deck.write_text(deck.read_text() + "And <!--fig 07_quoting.nope-->1<!--/fig-->.\n")
     assert any("07_quoting.nope" in str(p) for p in check.check_course(course))
+
+
+def test_the_record_lists_the_functions_a_stand_in_answered_for(monkeypatch, tmp_path):
+    monkeypatch.setenv("SWEAT_RESULTS_DIR", str(tmp_path))
+    lab, ns, _ = _lab_with(monkeypatch, [StandIn("add", 1, lambda: lambda a, b: a + b)])
+    ns["add"] = _stub
+    lab.mine("add")(1, 1)
+    rec = lab.record(total=2)
+    assert rec["stand_ins"] == ["add"] and rec["values"] == {"total": 2}
+    written = json.loads((tmp_path / "records.jsonl").read_text().splitlines()[-1])
+    assert written["stand_ins"] == ["add"]
+    ns["add"] = lambda a, b: a + b
+    fresh, _, _ = _lab_with(monkeypatch, [StandIn("add", 1, lambda: abs)], ns)
+    fresh.mine("add")(1, 1)
+    assert "stand_ins" not in fresh.record(total=2)

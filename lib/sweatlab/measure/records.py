@@ -20,7 +20,7 @@ from typing import Any
 
 from sweatlab.measure.config import course_root
 
-__all__ = ["record", "load_records", "results_dir", "records_path_for_display", "RECORDS_FILE", "package_versions"]
+__all__ = ["record", "write_record", "load_records", "results_dir", "records_path_for_display", "RECORDS_FILE", "package_versions"]
 
 RECORDS_FILE = "records.jsonl"
 _PACKAGES = ("sweatlab", "numpy", "torch", "numba", "threadpoolctl", "psutil", "matplotlib", "onnxruntime", "onnx",
@@ -109,6 +109,11 @@ def _ends_mid_line(path: Path) -> bool:
 
 def record(lab: str, /, **values: Any) -> dict[str, Any]:
     """Append {lab, values, machine, versions, utc} as one JSON line to <results>/records.jsonl; return it."""
+    return write_record(lab, values)
+
+
+def write_record(lab: str, values: dict[str, Any], stand_ins: list[str] | None = None) -> dict[str, Any]:
+    """:func:`record`, with ``stand_ins``: the lab's functions whose numbers came from the course's stand-in."""
     if not isinstance(lab, str) or not lab.strip():
         raise ValueError(f"lab must be a non-empty string such as '00_measure', got {lab!r}")
     clean = {k: _jsonable(v, f"values[{k!r}]") for k, v in values.items()}
@@ -121,6 +126,8 @@ def record(lab: str, /, **values: Any) -> dict[str, Any]:
         "versions": package_versions(),
         "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if stand_ins:
+        rec["stand_ins"] = sorted(stand_ins)
     line = json.dumps(rec, allow_nan=False, sort_keys=False)
     folder = results_dir()
     folder.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,7 @@ class Entry:
     metrics: dict[tuple[str, str], float]
     source: str
     family: str = ""
+    stand_ins: tuple[str, ...] = ()  # the lab's functions whose numbers came from the course's stand-in
 
     def __post_init__(self) -> None:
         if not self.family:
@@ -178,8 +179,10 @@ def parse_record(obj: Any, learner: str, source: str) -> Entry:
     utc = _parse_utc(obj.get("utc"))
     metrics = report_of(lab).extract(obj["values"])
     own = obj.get("learner")
+    stood = obj.get("stand_ins") or ()
     return Entry(learner=own.strip() if isinstance(own, str) and own.strip() else learner, lab=lab, utc=utc,
-                 machine=machine, values=obj["values"], metrics=metrics, source=source)
+                 machine=machine, values=obj["values"], metrics=metrics, source=source,
+                 stand_ins=tuple(str(x) for x in stood) if isinstance(stood, list) else ())
 
 
 def _generic(name: str) -> bool:
@@ -524,7 +527,8 @@ def _learner_table(entries: list[Entry], flagged: set[tuple[str, str, str, str]]
             cells.append(f'<td class="num{cls}>{_fmt(e.metrics[g, n])}</td>')
         mode = {True: "quick", False: "full"}.get(e.values.get("quick"), "")
         cpu = e.machine.get("cpu_model") or "?"
-        rows.append(f'<tr><td><span class="swatch" style="background:{_color(e.family)}"></span>{_e(e.learner)}</td>'
+        stood = (f"<br><small>stand-in for: {_e(', '.join(e.stand_ins))}</small>" if e.stand_ins else "")
+        rows.append(f'<tr><td><span class="swatch" style="background:{_color(e.family)}"></span>{_e(e.learner)}{stood}</td>'
                     f"<td>{_e(cpu)}<br><small>{_e(e.family)}</small></td><td>{mode}<br><small>"
                     f"{e.utc.strftime('%Y-%m-%d %H:%M')}</small></td>{''.join(cells)}</tr>")
     return (f"<table><tr><th>learner</th><th>CPU</th><th>mode, UTC</th>{head}</tr>{''.join(rows)}</table>")
