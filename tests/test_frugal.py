@@ -22,8 +22,9 @@ torch = pytest.importorskip("torch")
 # Importing the rules stays cheap
 # ---------------------------------------------------------------------------------------------
 
-def test_importing_the_module_and_the_lab_checks_does_not_import_torch():
+def test_importing_the_module_the_lab_checks_and_stand_ins_does_not_import_torch():
     code = ("import sys; import sweatlab.topics.frugal, sweatlab.labs.lab04_less.checks; "
+            "from sweatlab.kit.standins import stand_ins_of; [s.load() for s in stand_ins_of('04_less').values()]; "
             "print('torch' in sys.modules, 'sklearn' in sys.modules)")
     env = dict(os.environ, PYTHONPATH=str(REPO / "lib"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
@@ -221,5 +222,11 @@ def test_reference_exit_costs_needs_one_head_per_block():
 
 
 def test_stand_ins_name_existing_references():
-    for stand_in in frugal.STAND_INS.values():
-        assert callable(getattr(frugal, stand_in.reference))
+    """Lab 04's stand-ins (sweatlab.labs.lab04_less.standins) are this module's reference rules."""
+    from sweatlab.kit.standins import stand_ins_of
+
+    table = stand_ins_of("04_less")
+    assert len(table) == 5
+    for stand_in in table.values():
+        reference = stand_in.load()
+        assert callable(reference) and reference is getattr(frugal, f"reference_{stand_in.name}")

@@ -6,11 +6,19 @@ exercise in order, the deck, the record, the time estimates) is in tests/test_la
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
+
 import numpy as np
 import pytest
 
-from sweatlab.topics import frugal
+from sweatlab import course as C
+from sweatlab.course.figures import FIGURES_ENV
 from sweatlab.kit.checks import LabChecks
+from sweatlab.kit.lab import LAB_KEY
+from sweatlab.kit.standins import LABEL, stand_ins_of
+from sweatlab.topics import frugal
 
 from conftest import REPO
 
@@ -58,6 +66,132 @@ def test_the_solution_agrees_with_the_library_references(solved):
         mine, ref = solved["cascade"](probs[0], probs[1], threshold), frugal.reference_cascade(probs[0], probs[1], threshold)
         assert np.array_equal(mine["pred"], ref["pred"]) and np.array_equal(mine["to_big"], ref["to_big"])
     assert np.allclose(solved["predictive_entropy"](probs), frugal.reference_predictive_entropy(probs))
+
+
+# ---------------------------------------------------------------------------------------------
+# Stand-ins: the lab's references, reached only through the kit, labelled where they answered
+# ---------------------------------------------------------------------------------------------
+
+STAND_IN_OF = {"early_stop": ("early_stop", 1, frugal.reference_early_stop),
+               "entropy": ("predictive_entropy", 2, frugal.reference_predictive_entropy),
+               "exit_costs": ("exit_costs", 3, frugal.reference_exit_costs),
+               "exit_rule": ("exit_rule", 4, frugal.reference_exit_rule),
+               "cascade": ("cascade", 5, frugal.reference_cascade)}
+
+
+def test_each_exercise_has_the_library_reference_as_its_stand_in_numbered_in_notebook_order():
+    table = stand_ins_of(LAB)
+    assert list(STAND_IN_OF) == EXERCISES
+    assert [(s.name, s.exercise) for s in table.values()] == [(f, n) for f, n, _ in STAND_IN_OF.values()]
+    for function, _, reference in STAND_IN_OF.values():
+        assert table[function].load() is reference
+
+
+def test_no_demo_or_setup_cell_calls_a_reference_rule_or_defines_its_own_fallback(solution):
+    """The references are the stand-ins: a demo reaches them through lab.mine/pick, which notes and labels them."""
+    for cell in solution.cells:
+        if cell.cell_type != "code" or C.sweat_of(cell).get("role") not in ("setup", "demo"):
+            continue
+        assert "reference_" not in cell.source, f"cell {cell.id} calls a reference rule directly: use lab.mine(...)"
+        assert "NotImplementedError" not in cell.source, f"cell {cell.id} catches a stub itself: use lab.mine(...)"
+        assert not re.search(r"\b(MY_TDP_W|TDP_W|CHIP_CORES|TDP_SOURCE)\b|EnergyMeter\(", cell.source), (
+            f"cell {cell.id} sets up energy inputs or a meter of its own: use lab.meter() / lab.energy")
+
+
+def _run_cells(nb, tmp_path, only=None) -> tuple[dict, dict[str, str]]:
+    """Run a lab's code cells (those with an id in ``only``, else all) top to bottom in one namespace, in quick
+    mode, the way a kernel does; returns the namespace and each cell's printed text."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    namespace: dict = {"__name__": NAMESPACE}
+    printed: dict[str, str] = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SWEAT_QUICK", "1")
+        mp.setenv("MPLBACKEND", "Agg")
+        mp.setenv("SWEAT_RESULTS_DIR", str(tmp_path / "results"))
+        mp.delenv(FIGURES_ENV, raising=False)
+        for cell in nb.cells:
+            if cell.cell_type != "code" or (only is not None and cell.id not in only):
+                continue
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                exec(compile(cell.source, f"<cell {cell.id}>", "exec"), namespace)
+            printed[cell.id] = out.getvalue()
+    return namespace, printed
+
+
+def _figure_texts(fig) -> str:
+    """Every title, axis label, tick label and legend entry of a figure, one per line."""
+    texts = [fig._suptitle.get_text()] if fig._suptitle else []
+    for ax in fig.axes:
+        texts += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
+        texts += [t.get_text() for t in ax.get_yticklabels()]
+        legend = ax.get_legend()
+        texts += [t.get_text() for t in legend.get_texts()] if legend else []
+    return "\n".join(texts)
+
+
+@pytest.fixture(scope="module")
+def blank_run(solution, tmp_path_factory):
+    """The blank lab, every exercise a stub, run top to bottom in quick mode (about half a minute)."""
+    import matplotlib.pyplot as plt
+
+    namespace, printed = _run_cells(C.make_lab(solution), tmp_path_factory.mktemp("lab04-blank"))
+    figures = {name: _figure_texts(namespace[name]) for name in
+               ("fig_early", "fig_mc", "fig_unsure", "fig_exit", "fig_exit_time", "fig_cascade")}
+    plt.close("all")
+    return namespace, printed, figures
+
+
+# (cell that first needs the function, what its printout labels, figures whose labels it marks)
+USES = {"early_stop": ("early-stop-run", "early-stop-table", ["fig_early"]),
+        "predictive_entropy": ("mc-run", "mc-run", ["fig_mc", "fig_unsure"]),
+        "exit_costs": ("exit-costs-table", "exit-costs-table", ["fig_exit", "fig_exit_time"]),
+        "exit_rule": ("exit-sweep", "exit-sweep", ["fig_exit"]),
+        "cascade": ("cascade-sweep", "cascade-measure", ["fig_cascade"])}
+
+
+def test_the_blank_labs_demos_run_on_the_stand_ins_and_say_so_once(blank_run):
+    namespace, printed, _ = blank_run
+    lab = namespace[LAB_KEY]
+    everything = "".join(printed.values())
+    for function, (first_cell, _, _) in USES.items():
+        note = stand_ins_of(LAB)[function].note()
+        assert everything.count(note) == 1, f"{function}: the stand-in's note should be printed once, got " \
+                                            f"{everything.count(note)}"
+        assert note in printed[first_cell], f"{function}: its note belongs to cell {first_cell}, where it first answers"
+        assert lab.stood_in(function)
+
+
+def test_the_blank_labs_numbers_are_the_stand_ins_and_labelled_in_text_and_plots(blank_run):
+    namespace, printed, figures = blank_run
+    for function, (_, labelled_cell, figs) in USES.items():
+        assert LABEL.strip() in printed[labelled_cell], f"{labelled_cell} prints {function}'s numbers unlabelled"
+        for fig in figs:
+            assert LABEL.strip() in figures[fig], f"{fig} shows {function}'s numbers unlabelled:\n{figures[fig]}"
+    run = namespace["runs"][namespace["SEEDS"][0]]
+    assert run["decision"] == frugal.reference_early_stop(list(run["es_losses"]), namespace["PATIENCE"])
+    assert np.array_equal(namespace["COSTS"], frugal.reference_exit_costs(namespace["BLOCK_FLOPS"],
+                                                                          namespace["HEAD_FLOPS"]))
+    assert np.allclose(namespace["H_mc"], frugal.reference_predictive_entropy(namespace["mc"]))
+    assert "saved (stand-in):" in printed["early-stop-table"]
+    assert " leaving here costs (stand-in)" in printed["exit-costs-table"]
+
+
+def test_the_solved_lab_answers_with_the_learners_functions_and_labels_nothing(solution, tmp_path):
+    ids = {c.id for c in solution.cells if C.sweat_of(c).get("role") in ("setup", "answer")}
+    namespace, printed = _run_cells(solution, tmp_path, only=ids)
+    lab = namespace[LAB_KEY]
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.full(10, 0.3), size=(4, 20))
+    calls = {"early_stop": ([0.9, 0.7, 0.8, 0.75], 2), "predictive_entropy": (probs,),
+             "exit_costs": ([1, 2, 3, 4], [5, 6, 7, 8]), "exit_rule": (probs, 0.9), "cascade": (probs[0], probs[1], 0.9)}
+    for function, args in calls.items():
+        answered, _ = lab.pick(function, *args)
+        assert answered is namespace[function] and not lab.stood_in(function)
+        assert lab.label(function, "x") == "x"
+    assert LABEL.strip() not in "".join(printed.values())
 
 
 # ---------------------------------------------------------------------------------------------

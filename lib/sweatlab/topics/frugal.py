@@ -22,8 +22,9 @@ still in; ``net.early_exit_one(x, threshold)`` does it for one input; ``net.bloc
 ``net.head_flops()`` count each piece.
 
 Reference rules, numpy in and numpy out, the plain version of each exercise of the lab (named
-``reference_*`` so they are never mistaken for a learner's code; the lab's notebook uses them in
-place of an exercise not written yet, with a note, and its checks compare answers with them):
+``reference_*`` so they are never mistaken for a learner's code; the lab lists them as its stand-ins
+in ``sweatlab.labs.lab04_less.standins``, used and labelled while an exercise is not written, and its
+checks compare answers with them):
 
     reference_early_stop(val_losses, patience) -> {"stop": int | None, "best": int}
     reference_predictive_entropy(probs) -> (N,) entropy in nats of the mean over axis 0
@@ -72,7 +73,6 @@ __all__ = [
     "reference_exit_costs",
     "reference_exit_rule",
     "reference_cascade",
-    "STAND_INS",
 ]
 
 TRAIN_FLOPS_PER_FORWARD = 3  # forward 1 + backward about 2 (Kaplan et al. 2020: 2N forward, 6N training)
@@ -152,24 +152,6 @@ def reference_cascade(small_probs: Any, big_probs: Any, threshold: float) -> dic
     if to_big.any():
         pred[to_big] = big[to_big].argmax(axis=1)
     return {"pred": pred.astype(np.int64), "to_big": to_big}
-
-
-@dataclass(frozen=True)
-class StandIn:
-    """Which reference stands in for which exercise of the lab while it is not written."""
-
-    exercise: str
-    function: str
-    reference: str
-
-
-STAND_INS: dict[str, StandIn] = {s.function: s for s in (
-    StandIn("early_stop", "early_stop", "reference_early_stop"),
-    StandIn("entropy", "predictive_entropy", "reference_predictive_entropy"),
-    StandIn("exit_costs", "exit_costs", "reference_exit_costs"),
-    StandIn("exit_rule", "exit_rule", "reference_exit_rule"),
-    StandIn("cascade", "cascade", "reference_cascade"),
-)}
 
 
 # ## Data

@@ -1,1 +1,1 @@
-"""Lab 04's kit: its checks (and, as the kit grows, its stand-ins and record)."""
+"""Lab 04's kit: its checks and its stand-ins (the reference rules of sweatlab.topics.frugal)."""

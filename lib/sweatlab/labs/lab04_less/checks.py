@@ -20,14 +20,13 @@ and says so in its hint.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from sweatlab.topics.frugal import (reference_cascade, reference_early_stop, reference_exit_costs, reference_exit_rule,
-                      reference_predictive_entropy)
 from sweatlab.kit.checks import CheckFailure, Tester, public_test
+from sweatlab.topics.frugal import (reference_cascade, reference_early_stop, reference_exit_costs, reference_exit_rule,
+                                    reference_predictive_entropy)
 
 LAB = "04_less"
 
