@@ -27,8 +27,8 @@
 #
 # **How to work**: run the cells in order. Each exercise is a function you write in the cell marked
 # `# YOUR CODE HERE`, followed by a `check(...)` cell that tests it instantly. Until you write a
-# function, the cells that use it fall back to the course library's version and say so, so the
-# notebook always runs top to bottom.
+# function, the cells that use it run the course's version in its place (a *stand-in*): they say so
+# once, and every number it produced is labelled "(stand-in)", so the notebook always runs top to bottom.
 
 # %% sweat={"id": "setup", "role": "setup"}
 import contextlib
@@ -39,13 +39,13 @@ import sys
 import time
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter, NullFormatter
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from sweatlab.measure import energy, energy_data, peak, records, roofline
 from sweatlab.kit import open_lab
-from sweatlab.labs.lab00_measure.checks import reference_cost, reference_seconds, time_it_probe
+from sweatlab.labs.lab00_measure.checks import time_it_probe
+from sweatlab.labs.lab00_measure.plots import plain_log_ticks
 from sweatlab.measure.config import pick, quick
 from sweatlab.measure.flops import matmul as matmul_cost
 from sweatlab.measure.hardware import describe
@@ -60,39 +60,11 @@ CORES = describe().usable_cores or os.cpu_count() or 1
 rng = np.random.default_rng(0)
 plt.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})
 
-_fallback_noted = set()
-
-
-def mine_or_reference(name, reference):
-    """Your function `name` once you have written it; until then the library's, with a note."""
-
-    def call(*args, **kwargs):
-        try:
-            return globals()[name](*args, **kwargs)
-        except NotImplementedError:
-            if name not in _fallback_noted:
-                _fallback_noted.add(name)
-                print(f"({name} is not written yet: using the course library's version for now)")
-            return reference(*args, **kwargs)
-
-    return call
-
-
-def plain_log_ticks(axis):
-    """Label a log axis with plain numbers (0.4, 2, 10) rather than powers of ten."""
-    axis.axes.autoscale_view()
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    low, high = sorted(axis.get_view_interval())
-    if 0 < low and high / low < 40:  # a narrow range: label in-between ticks too (all, or 2, 3, 5 x 10^k)
-        shown = range(1, 10) if high / low < 3 else (2, 3, 5)
-        axis.set_minor_formatter(FuncFormatter(
-            lambda v, _: f"{v:g}" if round(v / 10 ** np.floor(np.log10(v))) in shown else ""))
-    else:
-        axis.set_minor_formatter(NullFormatter())
-
-
 print(f"quick mode: {QUICK}; cores this process may use: {CORES}")
 print(describe())
+cpu_name = (describe().cpu_model or describe().arch).replace("(R)", "").replace("(TM)", "")
+lab.quote("machine", f"{CORES}-core {cpu_name}" + (" virtual machine" if describe().virtual_machine else ""),
+          "{}")  # the decks say which machine their figures come from
 
 # %% [markdown] sweat={"id": "sec-naive"}
 # ## 1. One call, timed naively
@@ -125,8 +97,8 @@ median_s, mean_s, min_s = np.median(later_s), later_s.mean(), later_s.min()
 print(f"[timing] call 1 (the naive timing above): {format_seconds(naive_s)}")
 print(f"[timing] calls 2..{n_calls}: median {format_seconds(median_s)}, mean {format_seconds(mean_s)}, "
       f"min {format_seconds(min_s)}, max {format_seconds(later_s.max())}")
-print(f"the first call took {naive_s / median_s:.1f}x the median of the later calls; "
-      f"the mean is {mean_s / median_s:.2f}x the median, the min {min_s / median_s:.2f}x")
+print(f"the first call took {lab.quote('first_call_x', naive_s / median_s, '{:.1f}x')} the median of the later "
+      f"calls; the mean is {mean_s / median_s:.2f}x the median, the min {min_s / median_s:.2f}x")
 
 # %% sweat={"id": "naive-plot", "role": "demo"}
 fig_timer, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
@@ -147,8 +119,9 @@ plain_log_ticks(right.xaxis);
 
 # %% [markdown] sweat={"id": "sec-naive-read"}
 # **Read the plots.** On most machines call 1 (red) stands well above the rest: the cell above
-# printed by how much on yours. Here the first call pays for memory: numpy asks the operating system
-# for 8 MiB it has never touched, and each fresh 4 KiB page costs a page fault on first write; later
+# printed by how much on yours (in the course's reference run: {{first_call_x}} the
+# median). Here the first call pays for memory: numpy asks the operating system for 8 MiB it has
+# never touched, and each fresh 4 KiB page costs a page fault on first write; later
 # calls reuse memory the allocator kept. Elsewhere the first call pays for lazy initialisation,
 # cold caches, or compilation (numba, torch): same lesson, **warm up before you time**.
 #
@@ -171,8 +144,8 @@ for i in range(len(gaps)):
     gaps[i] = after - before
 timer_overhead_ns = int(np.median(gaps))
 resolution_ns = timer_resolution_ns()
-print(f"[timing] one clock read costs about {timer_overhead_ns} ns (median of {len(gaps):,} back-to-back reads); "
-      f"useful resolution {resolution_ns} ns")
+print(f"[timing] one clock read costs about {lab.quote('clock_read_ns', timer_overhead_ns, '{:d}')} ns "
+      f"(median of {len(gaps):,} back-to-back reads); useful resolution {resolution_ns} ns")
 print(f"so a call shorter than about {100 * max(timer_overhead_ns, resolution_ns) / 1e3:.0f} us (100 clock reads) "
       "cannot be timed alone: time many calls in a row and divide")
 
@@ -227,13 +200,10 @@ check("time_it")
 # Your `time_it` on the same `scale` call, next to the naive single call and `bench`:
 
 # %% sweat={"id": "use-time-it", "role": "demo"}
-def _reference_time_it(fn, repeats=7, warmup=1, clock=time.perf_counter):
-    return bench(fn, warmup=warmup, min_runs=repeats, max_runs=repeats, loops=1).median_s
-
-
-my_time_it = mine_or_reference("time_it", _reference_time_it)
-print(f"[timing] naive one call {format_seconds(naive_s)} | time_it(scale, 21, 1) "
-      f"{format_seconds(my_time_it(scale, repeats=21, warmup=1))} | bench median {format_seconds(scale_result.median_s)}")
+my_time_it = lab.mine("time_it")  # your time_it; the course's stand-in, labelled, until you write it
+time_it_s = my_time_it(scale, repeats=21, warmup=1)
+print(f"[timing] naive one call {format_seconds(naive_s)} | {lab.label('time_it', 'time_it(scale, 21, 1)')} "
+      f"{format_seconds(time_it_s)} | bench median {format_seconds(scale_result.median_s)}")
 
 # %% [markdown] sweat={"id": "sec-ratio"}
 # ## 3. Noise, and why ratios beat absolute times
@@ -320,6 +290,10 @@ for condition, methods in estimates.items():
     for method, values in methods.items():
         print(f"{condition:24s} {method:12s} fp64/fp32 time ratio: median {np.median(values):.2f}, "
               f"estimates range {min(values):.2f} to {max(values):.2f} (spread {max(values) / min(values):.2f}x)")
+for method, key in (("separately", "separate"), ("interleaved", "interleaved")):  # quoted by the text below
+    values = estimates["with bursty neighbours"][method]
+    lab.quote(f"ratio_{key}_bursts", f"{min(values):.2f}-{max(values):.2f}", "{}")
+    lab.quote(f"ratio_{key}_bursts_spread", max(values) / min(values), "{:.2f}x")
 
 # %% sweat={"id": "ratio-plot", "role": "demo"}
 fig_ratio, ax = plt.subplots(figsize=(9, 4), layout="constrained")
@@ -341,8 +315,11 @@ plain_log_ticks(ax.yaxis);
 # of the orange dots (separately) with the blue ones (interleaved), without and with neighbours:
 # the cell above printed each spread. When a burst of neighbour work lands on A's timing but not on
 # B's, the separate ratio is wrong by the size of that burst; in the interleaved pairs both sides see
-# nearly the same machine, so the burst cancels. If your machine was quiet and the neighbours had
-# little effect, the two methods agree: the spreads say so. Interleaving cancels noise that is slower
+# nearly the same machine, so the burst cancels. In the course's reference run, the
+# separate estimates under the bursts ranged {{ratio_separate_bursts}} (spread
+# {{ratio_separate_bursts_spread}}), the interleaved ones {{ratio_interleaved_bursts}}
+# ({{ratio_interleaved_bursts_spread}}). If your machine was quiet and the neighbours had little
+# effect, the two methods agree: the spreads say so. Interleaving cancels noise that is slower
 # than one pair (a job starting and stopping); noise as fast as a single sample (the operating system
 # switching programs every few milliseconds) hits both methods, and only the median over many pairs
 # protects you from it.
@@ -402,12 +379,21 @@ for condition in ("as the machine is", "one BLAS neighbour"):
                 oversub[condition, t] = bench(lambda: a_thr @ b_thr, budget_s=pick(0.2, 0.4), min_runs=5)
 for (condition, t), r in oversub.items():
     print(f"[timing] {condition:18s} {t} BLAS thread(s): median {format_seconds(r.median_s)} "
-          f"(IQR {format_seconds(r.iqr_s)}), {matmul_cost(n_thr, n_thr, n_thr).flops / r.median_s / 1e9:.1f} GFLOP/s")
+          f"(IQR {format_seconds(r.iqr_s)}), {r.gflops(matmul_cost(n_thr, n_thr, n_thr).flops):.1f} GFLOP/s")
 for condition in ("as the machine is", "one BLAS neighbour"):
     times = {t: oversub[condition, t].median_s for t in thread_counts}
     best = min(times, key=times.get)
     worst = max(times, key=times.get)
-    print(f"{condition}: fastest with {best} thread(s); {worst} thread(s) took {times[worst] / times[best]:.1f}x as long")
+    slowdown = f"{times[worst] / times[best]:.1f}x"
+    if condition == "as the machine is":  # quoted by the text below
+        alone_best, alone_worst = best, worst
+        lab.quote("threads_best", best, "{}")
+        lab.quote("threads_worst", worst, "{}")
+        slowdown = lab.quote("threads_worst_x", times[worst] / times[best], "{:.1f}x")
+    print(f"{condition}: fastest with {best} thread(s); {worst} thread(s) took {slowdown} as long")
+neighbour_x = oversub["one BLAS neighbour", alone_worst].median_s / oversub["as the machine is", alone_best].median_s
+print(f"next to the neighbour, {alone_worst} thread(s) took {lab.quote('threads_neighbour_x', neighbour_x, '{:.1f}x')} "
+      f"as long as {alone_best} thread(s) alone")
 
 # %% sweat={"id": "oversub-plot", "role": "demo"}
 fig_threads, ax = plt.subplots(figsize=(9, 4), layout="constrained")
@@ -428,10 +414,12 @@ ax.legend();
 # %% [markdown] sweat={"id": "sec-threads-read"}
 # **Read the plot.** Each dot is one timed sample; the last lines printed above say which thread
 # count had the fastest median on your machine, as it is and next to a neighbour, and how much slower
-# the worst setting was. Look at the spread as well as the medians: a setting whose samples scatter
-# over a factor of ten is one you cannot rely on, even when its median looks good. On an idle
-# machine with several real cores, one BLAS thread per physical core usually wins (SMT siblings share
-# one core's vector units); with two threads per core, or a
+# the worst setting was (in the course's reference run: {{threads_best}} thread(s)
+# fastest as the machine was; {{threads_worst}} took {{threads_worst_x}} as long, and
+# {{threads_neighbour_x}} as long next to the neighbour). Look at the spread as well as the medians:
+# a setting whose samples scatter over a factor of ten is one you cannot rely on, even when its
+# median looks good. On an idle machine with several real cores, one BLAS thread per physical core
+# usually wins (SMT siblings share one core's vector units); with two threads per core, or a
 # neighbour competing for the cores, the BLAS threads wait for each other and times can jump by an
 # order of magnitude. If your plot does not show that, your machine had spare cores or your BLAS
 # backs off politely: that is a measured fact about your setup, and worth knowing.
@@ -490,12 +478,13 @@ check("gflops")
 # is):
 
 # %% sweat={"id": "use-gflops", "role": "demo"}
-my_matmul_flops = mine_or_reference("matmul_flops", lambda m, n, k: matmul_cost(m, n, k).flops)
-my_gflops = mine_or_reference("gflops", lambda f, s: f / s / 1e9)
+my_matmul_flops = lab.mine("matmul_flops")  # yours; the course's stand-in, labelled, until you write it
+my_gflops = lab.mine("gflops")
 one_thread = oversub["as the machine is", 1]
 work = my_matmul_flops(n_thr, n_thr, n_thr)
-print(f"{n_thr}x{n_thr} @ {n_thr}x{n_thr}: {work:,} FLOPs in {format_seconds(one_thread.median_s)} (median, 1 thread) "
-      f"= {my_gflops(work, one_thread.median_s):.1f} GFLOP/s")
+rate = my_gflops(work, one_thread.median_s)
+print(f"{n_thr}x{n_thr} @ {n_thr}x{n_thr}: {lab.label('matmul_flops')} {work:,} FLOPs in "
+      f"{format_seconds(one_thread.median_s)} (median, 1 thread); {lab.label('gflops')} {rate:.1f} GFLOP/s")
 
 # %% [markdown] sweat={"id": "ex-kernel-cost-task"}
 # ### Exercise 4: FLOPs, bytes and arithmetic intensity of four kernels
@@ -566,9 +555,15 @@ for label, p, b in (("1 core", peak_1, bw_1), (f"{CORES} cores", peak_all, bw_al
           f"ridge at {roofline.ridge_intensity(p.gflops, b.gbs):.1f} FLOP/byte")
     for w in p.warnings + b.warnings:
         print(f"    warning: {w}")
-print(f"all cores vs one: compute x{peak_all.gflops / peak_1.gflops:.2f}, bandwidth x{bw_all.gbs / bw_1.gbs:.2f}")
+print(f"all cores vs one: compute {lab.quote('compute_scaling', peak_all.gflops / peak_1.gflops, 'x{:.2f}')}, "
+      f"bandwidth {lab.quote('bandwidth_scaling', bw_all.gbs / bw_1.gbs, 'x{:.2f}')}")
+for name, value in (("peak_1core", peak_1.gflops), ("bandwidth_1core", bw_1.gbs), ("peak_all", peak_all.gflops),
+                    ("bandwidth_all", bw_all.gbs)):  # as printed above; the deck quotes them
+    lab.quote(name, value, "{:.1f}")
 hw_1 = peak.hardware_peak("float32", describe(), cores=1)
 hw_all = peak.hardware_peak("float32", describe(), clock_=hw_1.clock, cores=CORES)
+if hw_1.gflops:  # as the formula below prints it; the deck quotes it
+    lab.quote("hardware_peak_1core", hw_1.gflops, "{:.0f}")
 print(f"hardware peak, 1 core: {hw_1.formula()}")
 print(f"  clock: {hw_1.clock.source}")
 for line in hw_1.assumed + hw_1.notes:
@@ -660,10 +655,11 @@ def predict_seconds(kernel, n, peak_gflops, bandwidth_gbs):
 
 
 # %% sweat={"id": "predict-run", "role": "demo"}
-my_kernel_cost = mine_or_reference("kernel_cost", reference_cost)
-my_predict_seconds = mine_or_reference("predict_seconds", reference_seconds)
-my_attainable = mine_or_reference("attainable_gflops", roofline.attainable_gflops)
-my_bound_by = mine_or_reference("bound_by", lambda i, p, b: "memory" if i < p / b else "compute")
+my_kernel_cost = lab.mine("kernel_cost")  # each: yours; the course's stand-in, labelled, until you write it
+my_predict_seconds = lab.mine("predict_seconds")
+my_attainable = lab.mine("attainable_gflops")
+my_bound_by = lab.mine("bound_by")
+my_gflops = lab.mine("gflops")
 
 
 def vec(size):
@@ -720,15 +716,17 @@ for r in rows:
     r["share"], r["verdict"] = share, verdict
     print(f"{r['name']:16s} {r['intensity']:9.3f} {r['bound']:>8s} {r['predicted']:10.2f} {r['measured']:9.2f} "
           f"{share:8.0%} {format_seconds(r['predicted_s']):>15s} {format_seconds(r['median_s']):>9s}  {verdict}")
-print("\n(GFLOP/s; predicted = attainable on the one-core roofline; measured = median, one thread; "
-      "time per call: predict_seconds, and the median measured)")
+print(f"\n(GFLOP/s. FLOP/byte: {lab.label('kernel_cost')}; bound by: {lab.label('bound_by')}; predicted: "
+      f"{lab.label('attainable_gflops')} on the one-core roofline; measured: {lab.label('gflops')} of the median, "
+      f"one thread; time per call: {lab.label('predict_seconds')}, and the median measured)")
 
 # %% sweat={"id": "check-predict-seconds", "role": "check", "exercise": "predict_seconds", "title": "Exercise 7: predict the time"}
 from sweatlab.kit import check
 check("predict_seconds")
 
 # %% sweat={"id": "predict-plot", "role": "demo"}
-points = [roofline.KernelPoint(r["name"], r["intensity"], r["measured"]) for r in rows]
+stand_in = " (stand-in)" if lab.stood_in("kernel_cost") or lab.stood_in("gflops") else ""  # where a point came from
+points = [roofline.KernelPoint(r["name"] + stand_in, r["intensity"], r["measured"]) for r in rows]
 HW1 = hw_1.gflops or P1
 fig_roofline = roofline.plot_roofline(None, points, peak_gflops={"fp32 BLAS's best, 1 core": P1,
                                                         "fp32 hardware peak, 1 core": HW1}, bandwidth_gbs=B1,
@@ -781,7 +779,7 @@ sensors = energy.probe_energy_sensors()
 for s in sensors:
     print(f"{s.name:13s} {s.device:4s} {'AVAILABLE' if s.available else 'not available':14s} {s.reason}")
 energy_sensor = ", ".join(s.name for s in sensors if s.available) or "none"
-print(f"\nenergy sensors usable here: {energy_sensor}")
+print(f"\nenergy sensors usable here: {lab.quote('energy_sensors', energy_sensor, '{}')}")
 
 # %% sweat={"id": "energy-meter", "role": "demo"}
 work_s = pick(0.5, 2.0)
@@ -809,18 +807,21 @@ def triad_step():
 
 WORK = [("matmul 512 (compute-bound)", matmul_step, matmul_cost(512, 512, 512).flops),
         ("triad 2^23 (memory-bound)", triad_step, 2 * 2**23)]  # a multiply and an add per element
+my_gflops = lab.mine("gflops")  # yours; the course's stand-in, labelled, until you write it
 energy_rows = []
 with threadpool_limits(1, user_api="blas"):
     for work_name, step, flop_per_call in WORK:
-        with energy.EnergyMeter() as meter:  # the CPU's energy: a GPU's counter is never counted for CPU work
+        # a sensor only, no estimate: what this machine can *measure* (the CPU's energy; a GPU's counter is
+        # never counted for CPU work). The labelled estimate comes below.
+        with energy.EnergyMeter() as meter:
             calls = run_for(work_s, step)
-        energy_rows.append((work_name, calls * flop_per_call / 1e9, meter.reading))
+        energy_rows.append((work_name, calls * flop_per_call, meter.reading))
 print(energy_rows[0][2])
 print()
-for work_name, gflop, r in energy_rows:
-    rate = f"{work_name:28s} {gflop / r.duration_s:7.2f} GFLOP/s"
+for work_name, work, r in energy_rows:
+    rate = f"{work_name:28s} {my_gflops(work, r.duration_s):7.2f} {lab.label('gflops', 'GFLOP/s')}"
     if r.joules is not None:
-        print(f"{rate}, {r.joules:.2f} J ({r.kind}: {r.source}) = {gflop / r.joules:.3g} GFLOP per joule")
+        print(f"{rate}, {r.joules:.2f} J ({r.kind}: {r.source}) = {work / 1e9 / r.joules:.3g} GFLOP per joule")
     else:
         print(f"{rate}; joules unknown ({r.kind}), so GFLOP per joule is unknown: None, not 0")
 
@@ -849,26 +850,48 @@ print(f"one 64-bit DRAM read costs as much as {energy_data.horowitz_ratio():,.0f
 # Where no sensor exists, an **estimate** is a model, and only as good as its inputs. `EnergyMeter`
 # gives one only when asked, labelled as such, with its assumptions: power = TDP x (cores used /
 # cores of the chip) x CPU utilisation. TDP is the chip's rated thermal design power from its
-# datasheet. A VM does not say which chip it runs on, so below the inputs are **hypothetical**: a
-# 64-core server part rated at 280 W (the AMD EPYC 7763: AMD's product specification page lists a
-# default TDP of 280 W, configurable 225-280 W; the same range appears in AMD's Milan launch line-up as
-# tabulated by Techgage, 2021), with this process as a 1-core slice of it. Put your own CPU's TDP and
-# core count in `MY_TDP_W` and `MY_CHIP_CORES` for a second row.
+# datasheet. The course keeps one set of inputs for every lab's estimate, `lab.energy` (the cell
+# below prints it and where it came from). Until you set yours, they are **hypothetical**: a VM does not
+# say which chip it runs on, so the course assumes a 64-core server part rated at 280 W (the AMD EPYC
+# 7763: AMD's product specification page lists a default TDP of 280 W, configurable 225-280 W; the same
+# range appears in AMD's Milan launch line-up as tabulated by Techgage, 2021), with this process as a
+# 1-core slice of it. The first row below always uses those hypothetical inputs; a second row uses
+# yours once you have set them.
+#
+# **To set yours** (every lab's estimate then uses them): look up your CPU's TDP in watts and its
+# core count on the vendor's product page, then either set the environment variables `SWEAT_TDP_W`
+# and `SWEAT_CHIP_CORES` before starting JupyterLab, or write them in a file `sweatlab.ini` in the course
+# folder (or in `~/.config/sweatlab/`) and rerun the setup cell:
+#
+# ```
+# [energy]
+# tdp_w = <your CPU's TDP in watts>
+# chip_cores = <its number of cores>
+# source = <where the TDP comes from, e.g. the vendor's product page>
+# ```
+#
+# `sweatlab doctor` reports which inputs are in use and where they came from.
 
 # %% sweat={"id": "energy-estimate", "role": "demo"}
-MY_TDP_W = None        # your CPU's TDP in watts, from its datasheet (the vendor's product page)
-MY_CHIP_CORES = None   # how many cores that chip has
-assumptions = [("280 W, 64-core chip; this process: 1 core of it", 280.0, 64)]
-if MY_TDP_W and MY_CHIP_CORES:
-    assumptions.append((f"yours: {MY_TDP_W:g} W, {MY_CHIP_CORES} cores", float(MY_TDP_W), int(MY_CHIP_CORES)))
+print(f"the estimate's inputs in use: {lab.energy}")
+assumptions = [  # (label, TDP in W, cores of the chip, a fresh meter with those inputs)
+    (f"hypothetical: {energy.HYPOTHETICAL_TDP_W:g} W, {energy.HYPOTHETICAL_CHIP_CORES}-core chip; 1 core of it",
+     energy.HYPOTHETICAL_TDP_W, energy.HYPOTHETICAL_CHIP_CORES,
+     lambda: energy.EnergyMeter(estimate=True, tdp_w=energy.HYPOTHETICAL_TDP_W,
+                                host_cores=energy.HYPOTHETICAL_CHIP_CORES, cores_used=1,
+                                tdp_source=energy.HYPOTHETICAL_SOURCE))]
+if not lab.energy.hypothetical:  # your inputs, set as the text above says
+    assumptions.append((f"yours: {lab.energy.tdp_w:g} W, {lab.energy.chip_cores}-core chip; 1 core of it",
+                        lab.energy.tdp_w, lab.energy.chip_cores, lambda: lab.meter(cores_used=1)))
+else:
+    print("(no row of your own yet: set your CPU's TDP and core count as the text above says)")
+print()
 
 estimates_j = {}
 with threadpool_limits(1, user_api="blas"):
-    for label, tdp, chip_cores in assumptions:
+    for label, tdp, chip_cores, make_meter in assumptions:
         for work_name, step in (("matmul (compute-bound)", matmul_step), ("triad (memory-bound)", triad_step)):
-            meter = energy.EnergyMeter(estimate=True, tdp_w=tdp, host_cores=chip_cores, cores_used=1,
-                                       tdp_source="hypothetical input, see the text above")
-            with meter:
+            with make_meter() as meter:
                 run_for(work_s / 2, step)
             r = meter.reading
             estimates_j[label, work_name] = r
@@ -924,13 +947,12 @@ print(estimates_j[assumptions[0][0], "matmul (compute-bound)"])
 # %% [markdown] sweat={"id": "sec-record"}
 # ## 10. Record what you measured
 #
-# `records.record` appends one line to `results/records.jsonl` with your numbers, this machine's
+# `lab.record` appends one line to `results/records.jsonl` with your numbers, this machine's
 # description and the package versions. Later labs compare against these numbers (percent of peak),
 # and an instructor can pool a class's records into one chart.
 
 # %% sweat={"id": "record", "role": "demo", "record_keys": ["peak_gflops_fp32", "hardware_peak_gflops_fp32", "bandwidth_gbs", "timer_overhead_ns", "energy_sensor", "peak_gflops_fp32_1core", "bandwidth_gbs_1core", "cores", "quick"]}
-rec = records.record(
-    "00_measure",
+rec = lab.record(
     peak_gflops_fp32=round(peak_all.gflops, 2),
     hardware_peak_gflops_fp32=round(hw_all.gflops, 2) if hw_all.gflops else None,
     bandwidth_gbs=round(bw_all.gbs, 2),

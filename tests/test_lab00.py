@@ -188,7 +188,7 @@ def _cost_matmul_n_cubed(kernel, n, itemsize=4):
 
 
 def _solution_cost(kernel, n, itemsize):
-    from sweatlab.labs.lab00_measure.checks import reference_cost
+    from sweatlab.labs.lab00_measure.standins import reference_cost
 
     return reference_cost(kernel, n, itemsize)
 
@@ -229,7 +229,7 @@ def test_bound_by_mistakes_fail(solved, wrong):
 
 
 def _seconds_parts(kernel, n, p, b):
-    from sweatlab.labs.lab00_measure.checks import reference_cost
+    from sweatlab.labs.lab00_measure.standins import reference_cost
 
     cost = reference_cost(kernel, n)
     return cost["flops"] / (p * 1e9), cost["bytes"] / (b * 1e9)
@@ -267,3 +267,90 @@ def test_a_crash_in_time_it_is_reported_as_time_it(solved):
     results = _results("time_it", _with(solved, time_it=broken))
     assert not any(r.passed for r in results)
     assert results[0].message.startswith("time_it raised NameError")
+
+
+# ---------------------------------------------------------------------------------------------
+# Stand-ins: the blank lab's demo cells run the course's version, noted once and labelled
+# ---------------------------------------------------------------------------------------------
+
+def test_every_exercise_has_a_stand_in_that_passes_its_checks(solved):
+    from sweatlab.labs.lab00_measure.standins import STAND_INS
+
+    assert [(s.name, s.exercise) for s in STAND_INS] == [(name, i) for i, name in enumerate(EXERCISES, 1)]
+    ns = _with(solved, **{s.name: s.load() for s in STAND_INS})
+    for exercise in EXERCISES:
+        assert not _failures(exercise, ns), (exercise, _failures(exercise, ns))
+
+
+def _code_cells(nb, roles=("setup", "demo")):
+    return [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("sweat", {}).get("role") in roles]
+
+
+def test_the_blank_lab_carries_no_answer_outside_its_answer_cells(solution):
+    """No setup or demo cell defines an exercise's function or imports the course's answers by name:
+    a demo that needs one calls lab.mine("fn")."""
+    import ast
+
+    from sweatlab import course as C
+
+    blank_nb = C.make_lab(solution)
+    assert _code_cells(blank_nb)
+    for cell in _code_cells(blank_nb):
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, (ast.FunctionDef, ast.Lambda)):
+                assert getattr(node, "name", None) not in EXERCISES, (cell.id, node.name)
+            if isinstance(node, ast.ImportFrom):
+                assert not (node.module or "").endswith("standins"), (cell.id, node.module)
+                assert not [a.name for a in node.names if a.name.startswith("reference")], (cell.id, node.module)
+        assert "mine_or_reference" not in cell.source and "MY_TDP_W" not in cell.source, cell.id
+
+
+def _run_cell(nb, cell_id: str, namespace: dict) -> dict:
+    """Run one code cell of ``nb`` in a copy of ``namespace`` whose ``lab`` is bound to that copy (as the setup
+    cell binds it to the kernel's namespace)."""
+    from sweatlab.kit import open_lab
+
+    ns = dict(namespace)
+    ns["lab"] = open_lab(LAB, ns)
+    [cell] = [c for c in nb.cells if c.cell_type == "code" and c.id == cell_id]
+    exec(compile(cell.source, f"<cell {cell_id}>", "exec"), ns)
+    return ns
+
+
+def _gflops_inputs(namespace: dict) -> dict:
+    from types import SimpleNamespace
+
+    ns = dict(namespace)
+    ns.update(n_thr=64, oversub={("as the machine is", 1): SimpleNamespace(median_s=1e-5)})
+    return ns
+
+
+def test_a_blank_demo_needing_unwritten_functions_shows_the_labelled_stand_ins(solution, blank, capsys):
+    from sweatlab import course as C
+
+    _run_cell(C.make_lab(solution), "use-gflops", _gflops_inputs(blank))
+    out = capsys.readouterr().out
+    assert "(stand-in) matmul_flops is not written yet" in out and "(stand-in) gflops is not written yet" in out, out
+    work = 2 * 64**3
+    assert f"matmul_flops (stand-in) {work:,} FLOPs" in out, out
+    assert f"gflops (stand-in) {work / 1e-5 / 1e9:.1f} GFLOP/s" in out, out
+
+
+def test_the_same_demo_with_the_functions_written_shows_no_stand_in(solution, solved, capsys):
+    _run_cell(solution, "use-gflops", _gflops_inputs(solved))
+    out = capsys.readouterr().out
+    assert "stand-in" not in out, out
+    assert f"gflops {2 * 64**3 / 1e-5 / 1e9:.1f} GFLOP/s" in out, out
+
+
+def test_a_blank_time_it_demo_times_with_the_stand_in_and_says_so(solution, blank, capsys):
+    from types import SimpleNamespace
+
+    from sweatlab import course as C
+
+    calls = []
+    ns = dict(blank, scale=lambda: calls.append(1), naive_s=1e-3, scale_result=SimpleNamespace(median_s=5e-4))
+    ns = _run_cell(C.make_lab(solution), "use-time-it", ns)
+    out = capsys.readouterr().out
+    assert "(stand-in) time_it is not written yet" in out and "time_it(scale, 21, 1) (stand-in)" in out, out
+    assert len(calls) == 22 and ns["time_it_s"] >= 0  # 1 warm-up + 21 timed calls, by the stand-in

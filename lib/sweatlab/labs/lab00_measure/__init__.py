@@ -1,1 +1,1 @@
-"""Lab 00's kit: its checks (and, as the kit grows, its stand-ins and record)."""
+"""Lab 00's kit: its checks (with the time_it probe), its stand-ins and its plot helpers."""

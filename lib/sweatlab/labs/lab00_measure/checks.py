@@ -26,6 +26,7 @@ import time
 from typing import Any, Callable
 
 from sweatlab.kit.checks import LearnerError, Tester, public_test
+from sweatlab.labs.lab00_measure.standins import reference_cost, reference_seconds
 
 LAB = "00_measure"
 
@@ -269,18 +270,6 @@ def random_work_and_times(t: Tester):
 KERNELS = ("add", "dot", "matvec", "matmul")
 
 
-def reference_cost(kernel: str, n: int, itemsize: int = 4) -> dict:
-    """The course's counts: a multiply-add is 2 FLOPs; bytes = every input read once + every output written once."""
-    flops, elements = {
-        "add": (n, 3 * n),                        # z = x + y: n adds; read x, y, write z
-        "dot": (2 * n, 2 * n + 1),                # s = x . y: n multiply-adds; read x, y, write s
-        "matvec": (2 * n * n, n * n + 2 * n),     # y = A x: n*n multiply-adds; read A, x, write y
-        "matmul": (2 * n**3, 3 * n * n),          # C = A B: n^3 multiply-adds; read A, B, write C
-    }[kernel]
-    nbytes = elements * itemsize
-    return {"flops": flops, "bytes": nbytes, "intensity": flops / nbytes}
-
-
 def _expect_cost(t: Tester, kernel: str, n: int, itemsize: int) -> None:
     got = t.call("kernel_cost", kernel, n, itemsize)
     want = reference_cost(kernel, n, itemsize)
@@ -414,11 +403,6 @@ def either_side_of_the_ridge(t: Tester):
 # ---------------------------------------------------------------------------------------------
 
 PREDICTION_FACTOR = 2.0  # the measured time must lie within this factor of the prediction, either way
-
-
-def reference_seconds(kernel: str, n: int, peak: float, bw: float, itemsize: int = 4) -> float:
-    cost = reference_cost(kernel, n, itemsize)
-    return max(cost["flops"] / (peak * 1e9), cost["bytes"] / (bw * 1e9))
 
 
 def _expect_prediction(t: Tester, kernel: str, n: int, peak: float, bw: float) -> None:
