@@ -37,6 +37,7 @@
 # `npy_disable`, `micro_6x4` (inside `matmul_micro`), `matmul_micro_parallel`, `amdahl_fit`.
 
 # %% sweat={"id": "setup", "role": "setup"}
+import dataclasses
 import inspect
 import math
 import os
@@ -55,7 +56,7 @@ from sweatlab.measure import hardware
 machine = hardware.describe()
 WIDTH_NOTE = gemm.match_vector_width(machine)  # first, before any numba kernel exists: that fixes the width
 
-from sweatlab.measure import asm, config, energy, flops, peak, records, roofline
+from sweatlab.measure import asm, config, flops, peak, records, roofline
 from sweatlab.topics import isa, ladder, parallel
 from sweatlab.kit import open_lab
 from sweatlab.topics.ladder import Ladder, error_vs_bound, gamma, random_matrices
@@ -81,36 +82,29 @@ def matmul_lab01(A, B):
 
 
 # Energy: measured where a CPU energy sensor (RAPL) can be read, else a labelled *estimate* from stated
-# inputs (lab 00, section 8). The inputs below are hypothetical: a 280 W, 64-core chip (AMD EPYC 7763),
-# this process on some of its cores. Put your CPU's TDP and core count (its datasheet) here.
-MY_TDP_W, MY_CHIP_CORES = None, None
-if MY_TDP_W and MY_CHIP_CORES:
-    TDP_W, CHIP_CORES, TDP_SOURCE = float(MY_TDP_W), int(MY_CHIP_CORES), "your datasheet"
-else:
-    TDP_W, CHIP_CORES, TDP_SOURCE = 280.0, 64, "hypothetical: AMD EPYC 7763, 280 W, 64 cores"
-ENERGY_JOB = {"tdp_w": TDP_W, "host_cores": CHIP_CORES, "source": TDP_SOURCE, "window_s": config.pick(0.05, 0.1)}
+# inputs (lab 00, section 8): lab.meter() and lab.energy. The inputs are your CPU's TDP and core count
+# (set SWEAT_TDP_W and SWEAT_CHIP_CORES before starting JupyterLab, or write them in sweatlab.ini;
+# `sweatlab doctor` shows which are in use), else a hypothetical chip, named as such.
+# The fresh processes of sections 3, 4, 6 and 7 get the same inputs, as a job's dict:
+JOB_ENERGY = {"tdp_w": lab.energy.tdp_w, "host_cores": lab.energy.chip_cores, "source": lab.energy.source,
+              "window_s": config.pick(0.05, 0.1)}
 KIND = {"measured": "measured", "estimated": "est.", "unavailable": "n/a", None: "n/a"}
-
-
-def meter(cores_used=1):
-    """A fresh energy meter: a sensor where there is one, with the labelled estimate beside it."""
-    return energy.EnergyMeter(estimate=True, tdp_w=TDP_W, host_cores=CHIP_CORES, cores_used=cores_used,
-                              tdp_source=TDP_SOURCE, poll_s=None)
 
 
 def timed(fn, *args, work, threads=1, budget_s=None, name=None):
     """Time fn(*args) (bench: median of repeated runs) inside an energy meter.
     Returns (BenchResult, GFLOP/s, GFLOP per joule or None, energy kind); work = FLOPs of one call."""
-    m = meter(threads).begin()
+    m = lab.meter(threads).begin()
     res = bench(fn, *args, budget_s=BUDGET_S if budget_s is None else budget_s, min_runs=3, name=name)
     reading = m.end()
     gf = res.gflops(work)
     return res, gf, (gf / reading.average_w if reading.average_w else None), reading.kind
 
 
-stand_ins = gemm.StandIns(say=print)  # the library's reference for an exercise not written yet, with a note
-print(f"quick mode: {QUICK}; matmuls at n = {N}; {CORES} usable core(s)")
+print(f"{lab.quote('mode', 'quick' if QUICK else 'full', '{}')} mode; matmuls at n = {lab.quote('n', N, '{}')}; "
+      f"{lab.quote('cores', CORES, '{}')} usable core(s)")
 print(WIDTH_NOTE)
+print(f"energy estimate's inputs: {lab.energy}")
 
 # %% [markdown] sweat={"id": "sec-isa"}
 # ## 1. Lanes, FMA and the instruction-set families
@@ -183,9 +177,9 @@ check("peak")
 
 # %% sweat={"id": "isa-peak-plot", "role": "demo"}
 unit_bits = HW_1.lanes * 32  # the width of this core's FMA units (Zen 4: 256 although it runs AVX-512)
-mine = stand_ins.value("peak_gflops", peak_gflops, 1, CLOCK.ghz or float("nan"), unit_bits, HW_1.units)
-print(f"{stand_ins.label('your peak_gflops', 'peak_gflops')}(1, {CLOCK.ghz or float('nan'):.2f}, {unit_bits}, "
-      f"{HW_1.units}) = {mine:.1f} GFLOP/s; the library's: {HW_1.gflops or float('nan'):.1f}")
+mine = lab.mine("peak_gflops")(1, CLOCK.ghz or float("nan"), unit_bits, HW_1.units)  # yours, or the stand-in
+print(f"peak_gflops(1, {CLOCK.ghz or float('nan'):.2f}, {unit_bits}, {HW_1.units}) = "
+      f"{lab.label('peak_gflops', f'{mine:.1f} GFLOP/s')}; the library's: {HW_1.gflops or float('nan'):.1f}")
 
 fig_families, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
 names = [f.name for f in FAMILIES]
@@ -264,17 +258,32 @@ COLUMNS = ["scalar", "packed xmm (128 bit)", "packed ymm (256 bit)", "packed zmm
 SHORT = {"scalar": "scalar", "packed xmm (128 bit)": "xmm", "packed ymm (256 bit)": "ymm",
          "packed zmm (512 bit)": "zmm", "packed neon (128 bit)": "neon", "of which fma": "FMA"}
 print(f"{'kernel':<12}" + "".join(f"{SHORT[c]:>8}" for c in COLUMNS) + "   (floating-point instructions in the code)")
+DOT_COUNTS = {}
 for name, fn in (("scale_add", scale_add), ("dot_strict", dot_strict), ("dot_fast", dot_fast)):
-    counts = asm.float_ops(asm.numba_asm(fn))
+    counts = DOT_COUNTS[name] = asm.float_ops(asm.numba_asm(fn))
     print(f"{name:<12}" + "".join(f"{counts[c]:>8}" for c in COLUMNS))
 hot = [line.strip() for line in asm.numba_asm(dot_fast).splitlines() if "fmadd" in line or "fmla" in line][:3]
 print("\nfused multiply-adds in dot_fast:", *hot, sep="\n  ")
+
+
+def ops_in_words(counts):
+    """'18 scalar, 0 packed, 0 FMA': a kernel's floating-point instructions, as the decks quote them."""
+    packed = sum(v for k, v in counts.items() if k.startswith("packed"))
+    return f"{counts['scalar']} scalar, {packed} packed, {counts['of which fma']} FMA"
+
+
+widest = max((c for c in COLUMNS if c.startswith("packed")), key=lambda c: DOT_COUNTS["dot_fast"][c])
+print(f"dot_strict: {lab.quote('strict_dot_ops', ops_in_words(DOT_COUNTS['dot_strict']), '{}')}; "
+      f"dot_fast: {lab.quote('fast_dot_ops', ops_in_words(DOT_COUNTS['dot_fast']), '{}')}, mostly "
+      f"{lab.quote('fast_dot_register', SHORT[widest] if DOT_COUNTS['dot_fast'][widest] else 'no packed', '{}')} "
+      "registers")
 
 # %% [markdown] sweat={"id": "chains-md"}
 # Read the counts: `scale_add` and `dot_fast` run on packed registers (ymm, zmm or NEON, whichever this
 # CPU and numba's target chose, section 4); `dot_strict` is scalar only, without a single FMA. The
 # scalar instructions left in the vector kernels handle the last few elements and the final sum of the
-# lanes.
+# lanes. In the course's run: `dot_strict` {{strict_dot_ops}}; `dot_fast` {{fast_dot_ops}}, its packed ones mostly
+# {{fast_dot_register}}.
 #
 # **Latency or throughput?** Why is one chain slow? An add takes several cycles from its inputs to
 # its result (its *latency*: 3 cycles on AMD's Zen cores, 4 on Intel's Skylake-family cores, in A. Fog's
@@ -336,9 +345,12 @@ for label, res, gf, per_j, kind, chains in chain_rows:
     print(f"[timing] {label:<17}{gf:>9.2f}{gf / chain_rows[0][2]:>10.1f}x{cycles:>13}{energy_text:>14}")
 print(f"one chain at 3 cycles per add (AMD Zen; 4 on Intel Skylake-family) allows {2 * ghz / 3:.2f} GFLOP/s; "
       f"'cycles/step': cycles per step of each chain at {ghz:.2f} GHz")
+one_chain = chain_rows[0][1].median_s * ghz * 1e9 / N_DOT
+print(f"one chain: {lab.quote('chain_cycles', one_chain, '{:.1f}')} cycles per step; dot_fast: "
+      f"{lab.quote('simd_over_one_chain', chain_rows[-1][2] / chain_rows[0][2], '{:.0f}x')} one chain's GFLOP/s")
 if "estimated" in {r[4] for r in chain_rows}:
-    print(f"GFLOP/J est.: an ESTIMATE (no CPU energy sensor read here): {TDP_W:g} W x (cores used / {CHIP_CORES}) x "
-          f"CPU utilisation, {TDP_SOURCE}")
+    print(f"GFLOP/J est.: an ESTIMATE (no CPU energy sensor read here): {lab.energy.tdp_w:g} W x (cores used / "
+          f"{lab.energy.chip_cores}) x CPU utilisation, {lab.energy.source}")
 
 fig_chains, ax = plt.subplots(figsize=(7.5, 3.8), layout="constrained")
 for y, (label, res, gf, per_j, kind, chains) in enumerate(chain_rows):
@@ -358,9 +370,10 @@ ax.xaxis.set_minor_formatter(NullFormatter())
 ax.legend(fontsize=8, loc="upper right");
 
 # %% [markdown] sweat={"id": "chains-read"}
-# Read the lines: one chain takes about the add latency per step (the cycles column); independent
-# chains overlap until the core's adders and load ports are busy; vector lanes multiply again. The
-# gap between the last two rows is what SIMD gives a reduction once it is *allowed* to reorder.
+# Read the lines: one chain takes about the add latency per step (the cycles column: {{chain_cycles}} cycles
+# in the course's run); independent chains overlap until the core's adders and load ports are busy; vector
+# lanes multiply again (`dot_fast` ran at {{simd_over_one_chain}} one chain's GFLOP/s there). The gap between
+# the last two rows is what SIMD gives a reduction once it is *allowed* to reorder.
 #
 # ### Exercise 2: a reduction that vectorises
 # Attention scores, kernel matrices and the micro-kernel of section 4 all have this form:
@@ -399,13 +412,13 @@ check("reduction")
 # %% sweat={"id": "scores-measure", "role": "demo"}
 g = np.random.default_rng(3)
 Q_s, K_s = g.random((N_SCORES, N_SCORES), dtype=np.float32), g.random((N_SCORES, N_SCORES), dtype=np.float32)
-fast_kernel, S_fast = stand_ins.pick("scores_fast", scores_fast, Q_s, K_s)
+fast_kernel, S_fast = lab.pick("scores_fast", Q_s, K_s)  # your kernel, or the stand-in while it is not written
 assert error_vs_bound(S_fast, Q_s, K_s.T, gamma(N_SCORES)) <= 1
 plain_kernel = njit(getattr(fast_kernel, "py_func", fast_kernel))  # the very same Python code, without fastmath
 work = 2 * N_SCORES ** 3
 score_rows = []
-for label, fn in (("scores_strict (setup)", scores_strict), (stand_ins.label("scores_fast", "scores_fast"), fast_kernel),
-                  (stand_ins.label("scores_fast, no fastmath", "scores_fast"), plain_kernel)):
+for label, fn in (("scores_strict (setup)", scores_strict), (lab.label("scores_fast"), fast_kernel),
+                  (lab.label("scores_fast", "scores_fast, no fastmath"), plain_kernel)):
     fn(Q_s, K_s)
     res, gf, per_j, kind = timed(fn, Q_s, K_s, work=work, name=label)
     counts = asm.float_ops(asm.numba_asm(fn))
@@ -416,13 +429,15 @@ print(f"{'kernel':<34}{'GFLOP/s':>9}{'GFLOP/J':>13}{'scalar':>8}{'packed':>8}{'F
 for label, gf, per_j, kind, scalar, packed, fma in score_rows:
     energy_text = f"{per_j:.3g} {KIND[kind]}" if per_j else "n/a"
     print(f"[timing] {label:<25}{gf:>9.2f}{energy_text:>13}{scalar:>8}{packed:>8}{fma:>6}")
-print(f"[timing] your kernel with fastmath ran {score_rows[1][1] / score_rows[2][1]:.1f}x faster than the same code "
-      "without it")
+FASTMATH_GAIN = score_rows[1][1] / score_rows[2][1]
+print(f"[timing] {lab.label('scores_fast', 'your kernel')}: with fastmath "
+      f"{lab.quote('fastmath_speedup', FASTMATH_GAIN, '{:.1f}x')} the speed of the same code without it")
 
 # %% [markdown] sweat={"id": "scores-read"}
 # The last two rows are the same Python function compiled twice: the only difference is permission to
 # reassociate, and the instruction counts say what it bought (packed instructions and FMAs where there
-# were none). Its result differs from the strict one in the last bits, within the bound γ_d.
+# were none); in the course's run, fastmath gave {{fastmath_speedup}} the speed. Its result differs from the strict
+# one in the last bits, within the bound γ_d.
 #
 # ## 3. Dispatch: the instructions libraries choose for you
 #
@@ -491,9 +506,9 @@ check("isa_switch")
 # %% sweat={"id": "dispatch-run", "role": "demo"}
 SAMPLE_S = config.pick(0.005, 0.01)
 NUMPY_JOB = {"job": "numpy_ops", "rounds": ROUNDS, "sample_s": SAMPLE_S, "n_vec": 65536, "n_mat": 512, "threads": 1,
-             "energy": ENERGY_JOB}
+             "energy": JOB_ENERGY}
 TORCH_JOB = {"job": "torch_ops", "rounds": ROUNDS, "sample_s": SAMPLE_S, "n_vec": 65536, "n_mat": 512, "threads": 1,
-             "energy": ENERGY_JOB}
+             "energy": JOB_ENERGY}
 
 
 def best_of(*runs):
@@ -514,10 +529,10 @@ if not torch_first.ok:
     print(f"torch could not be measured here ({torch_first.error}): its switches are skipped")
 SWITCHES, SKIPPED = isa.plan(machine, NUMPY, TORCH_CAPABILITY, thread_settings()["blas"])
 keep_avx2 = isa.avx2_level_target(NUMPY["dispatch"])
-for i, sw in enumerate(SWITCHES):  # numpy's switches with your npy_disable (the library's while it is not written)
+for i, sw in enumerate(SWITCHES):  # numpy's switches with your npy_disable (the stand-in while it is not written)
     if sw.library == "numpy":
         keep = keep_avx2 if sw.label.startswith("AVX-512") else None
-        value = stand_ins.value("npy_disable", npy_disable, NUMPY["dispatch"], NUMPY["baseline"], keep)
+        value = lab.mine("npy_disable")(NUMPY["dispatch"], NUMPY["baseline"], keep)
         SWITCHES[i] = isa.Switch(sw.library, sw.label, {"NPY_DISABLE_CPU_FEATURES": value}, sw.job, sw.changes)
 passes = {sw.label: [] for sw in SWITCHES}
 for sweep in range(2):  # two passes over every setting: a burst of other work rarely hits both runs of one
@@ -531,8 +546,8 @@ switched_runs = {}
 for label, runs in passes.items():  # the faster run per operation, kept in the first run's result
     best = best_of(*runs)
     first = next((r for r in runs if r.ok), runs[0])
-    switched_runs[label] = isa.JobResult(first.ok, best if best is not None else first.value, first.log, first.stderr,
-                                         sum(r.seconds for r in runs), first.env, first.error)
+    switched_runs[label] = dataclasses.replace(first, value=best if best is not None else first.value,
+                                               seconds=sum(r.seconds for r in runs))
 for sw in SWITCHES:
     env = " ".join(f"{k}={v}" for k, v in sw.env.items())
     state = "ok" if switched_runs[sw.label].ok else f"FAILED ({switched_runs[sw.label].error})"
@@ -598,8 +613,12 @@ print(f"\nchanged by at least one switch (>= 1.25x): {', '.join(changed) or 'non
 print(f"never changed: {', '.join(same) or 'none'}")
 kinds = {on.get("energy_kind") for sw, op, on, off, r in rows}
 if "estimated" in kinds:
-    print(f"J/call est.: an ESTIMATE from {TDP_W:g} W x (1 core / {CHIP_CORES}) x utilisation ({TDP_SOURCE}): with one "
-          "power for every process, energy follows time")
+    print(f"J/call est.: an ESTIMATE from {lab.energy.tdp_w:g} W x (1 core / {lab.energy.chip_cores}) x utilisation "
+          f"({lab.energy.source}): with one power for every process, energy follows time")
+BF16_CAPPED = ISA_SPEEDUPS.get("oneDNN: max ISA AVX2", {}).get("matmul bf16")
+print("bf16 matmul with oneDNN capped at AVX2 (no native bf16): "
+      + (lab.quote("bf16_avx2_slowdown", BF16_CAPPED, "{:.3g}x the time it took without the cap") if BF16_CAPPED else
+         lab.quote("bf16_avx2_slowdown", "not measured (no such switch here)", "{}")))
 
 # %% sweat={"id": "dispatch-plot", "role": "demo"}
 OPS = list(dict.fromkeys(op for sw, op, on, off, r in rows))
@@ -639,8 +658,9 @@ ax.set_title("What each dispatch switch costs each operation: one thread, a fres
 # - **oneDNN's maximum ISA** reaches the bf16 and int8 matmuls, and the log names the kernel that ran
 #   (`brg_matmul:avx512_core_bf16` uses `vdpbf16ps`; `gemm:jit:bf16` converts bf16 to fp32; `avx512_core_vnni`
 #   uses `vpdpbusd`). The fp32 matmul does not move: it never calls oneDNN. Capping below bf16 takes
-#   away the bf16 dot product; capping at AVX2 takes torch's bf16 matmul out of oneDNN altogether, and on
-#   a CPU without native bf16 that slow path is the normal one (section 7).
+#   away the bf16 dot product; capping at AVX2 takes torch's bf16 matmul out of oneDNN altogether (in the
+#   course's run: {{bf16_avx2_slowdown}}), and on a CPU without native bf16 that slow path is the normal one
+#   (section 7).
 #
 # ## 4. The micro-kernel: from lab 01's tiles to near BLAS
 #
@@ -673,10 +693,57 @@ print(inspect.getsource(gemm._pack_bt))
 # 2. keep the 24 sums in 24 local `np.float32` scalars (`c00`, ..., `c53`), not in an array;
 # 3. add them into `Cblk` once, after the loop (`Cblk[0, 0] += c00`, ...).
 #
-# The driver `matmul_micro` below is given: it packs, walks the blocks and handles edges (a block that
-# sticks out of C is computed into a scratch block first). The check tests odd sizes, two k blocks and
-# two panels, then times `matmul_micro` against lab 01's tiled kernel (`matmul_lab01`) at n = 512 and
-# asks for 1.4x.
+# The driver in the cell below is given: `packed_matmul(micro)` packs, walks the blocks and handles edges
+# (a block that sticks out of C is computed into a scratch block first), calling `micro` for every 6 x 4
+# block of C; `matmul_micro(A, B)` is that driver around your `micro_6x4`, compiled again whenever you
+# redefine `micro_6x4` (numba fixes the functions a kernel calls when it compiles it). Your `micro_6x4` goes
+# in the cell after it. The check tests odd sizes, two k blocks and two panels, then times `matmul_micro`
+# against lab 01's tiled kernel (`matmul_lab01`) at n = 512 and asks for 1.4x.
+
+# %% sweat={"id": "micro-driver", "role": "setup"}
+DRIVERS = {}  # micro-kernel -> the compiled driver around it
+
+
+def packed_matmul(micro):
+    """The packed GEMM around the 6 x 4 micro-kernel `micro(Ap, Bp, i, j, kc, Cblk)`, compiled once per micro-kernel."""
+    if micro in DRIVERS:
+        return DRIVERS[micro]
+
+    @njit(fastmath=True, error_model="numpy")
+    def matmul(A, B):
+        """C = A @ B (float32): A and B^T packed in blocks (pack_a, pack_bt), every 6 x 4 block of C from micro."""
+        m, k = A.shape
+        n = B.shape[1]
+        C = np.zeros((m, n), dtype=np.float32)
+        edge = np.zeros((MR, NR), dtype=np.float32)  # a block that sticks out of C is computed here first
+        Ap = np.empty(((m + MR - 1) // MR * MR, max(1, min(KC, k))), dtype=np.float32)
+        Bp = np.empty((max(NR, min(NC, (n + NR - 1) // NR * NR)), max(1, min(KC, k))), dtype=np.float32)
+        for k0 in range(0, k, KC):  # a block of KC values of k: rows of packed A and B^T
+            kc = min(KC, k - k0)
+            pack_a(A, k0, kc, Ap)
+            for j0 in range(0, n, NC):  # a panel of NC columns of B, packed as rows of Bp
+                nc = min(NC, n - j0)
+                pack_bt(B, k0, kc, j0, nc, Bp)
+                for i in range(0, m, MR):
+                    for j in range(0, nc, NR):
+                        if i + MR <= m and j + NR <= nc:
+                            micro(Ap, Bp, i, j, kc, C[i:i + MR, j0 + j:j0 + j + NR])
+                        else:
+                            edge[:] = 0.0
+                            micro(Ap, Bp, i, j, kc, edge)
+                            for r in range(min(MR, m - i)):
+                                for c in range(min(NR, nc - j)):
+                                    C[i + r, j0 + j + c] += edge[r, c]
+        return C
+
+    DRIVERS[micro] = matmul
+    return matmul
+
+
+def matmul_micro(A, B):
+    """C = A @ B (float32) with your micro_6x4 in the packed driver (the micro_6x4 defined when it is called)."""
+    return packed_matmul(micro_6x4)(A, B)
+
 
 # %% sweat={"id": "ex-micro", "role": "answer", "exercise": "micro"}
 @njit(fastmath=True, error_model="numpy")
@@ -750,34 +817,6 @@ def micro_6x4(Ap, Bp, i, j, kc, Cblk):
     ### END SOLUTION
 
 
-@njit(fastmath=True, error_model="numpy")
-def matmul_micro(A, B):
-    """C = A @ B (float32): A and B^T packed in blocks (pack_a, pack_bt), every 6 x 4 block of C from micro_6x4."""
-    m, k = A.shape
-    n = B.shape[1]
-    C = np.zeros((m, n), dtype=np.float32)
-    edge = np.zeros((MR, NR), dtype=np.float32)  # a block that sticks out of C is computed here first
-    Ap = np.empty(((m + MR - 1) // MR * MR, max(1, min(KC, k))), dtype=np.float32)
-    Bp = np.empty((max(NR, min(NC, (n + NR - 1) // NR * NR)), max(1, min(KC, k))), dtype=np.float32)
-    for k0 in range(0, k, KC):  # a block of KC values of k: rows of packed A and B^T
-        kc = min(KC, k - k0)
-        pack_a(A, k0, kc, Ap)
-        for j0 in range(0, n, NC):  # a panel of NC columns of B, packed as rows of Bp
-            nc = min(NC, n - j0)
-            pack_bt(B, k0, kc, j0, nc, Bp)
-            for i in range(0, m, MR):
-                for j in range(0, nc, NR):
-                    if i + MR <= m and j + NR <= nc:
-                        micro_6x4(Ap, Bp, i, j, kc, C[i:i + MR, j0 + j:j0 + j + NR])
-                    else:
-                        edge[:] = 0.0
-                        micro_6x4(Ap, Bp, i, j, kc, edge)
-                        for r in range(min(MR, m - i)):
-                            for c in range(min(NR, nc - j)):
-                                C[i + r, j0 + j + c] += edge[r, c]
-    return C
-
-
 # %% sweat={"id": "check-micro", "role": "check", "exercise": "micro", "title": "Exercise 4: the 6 x 4 micro-kernel"}
 from sweatlab.kit import check
 check("micro")
@@ -797,9 +836,11 @@ check("micro")
 import llvmlite.binding as llvm_binding
 
 WIDTH_ROWS = {}
+UNIT_BITS = (HW_1.lanes or 0) * 32  # the width of this core's FMA units
+lab.quote("fma_unit_bits", UNIT_BITS, "{}")
 if machine.isa.get("avx512f"):
     for label, width in (("LLVM's default", None), ("forced 256-bit", 256), ("forced 512-bit", 512)):
-        job = {"job": "numba_micro", "n": N, "rounds": ROUNDS, "sample_s": 0.05, "energy": ENERGY_JOB}
+        job = {"job": "numba_micro", "n": N, "rounds": ROUNDS, "sample_s": 0.05, "energy": JOB_ENERGY}
         WIDTH_ROWS[label] = isa.run_job(job, isa.numba_width_env(width) if width else None)
     print(f"LLVM's name for this CPU: {llvm_binding.get_host_cpu_name()}; micro-kernel matmul at n = {N}, one thread")
     print(f"{'vector width':<16}{'GFLOP/s':>9}{'ymm FMA':>9}{'zmm FMA':>9}{'GFLOP/J':>14}")
@@ -816,10 +857,13 @@ if machine.isa.get("avx512f"):
     ok = {k: r.value["gflops"] for k, r in WIDTH_ROWS.items() if r.ok}
     if len(ok) == 3:
         wide, narrow = ok["forced 512-bit"], ok["forced 256-bit"]
-        print(f"[timing] 512-bit / 256-bit: {wide / narrow:.2f}x on this CPU, whose FMA units are "
-              f"{HW_1.lanes * 32} bits wide")
+        print(f"[timing] 512-bit / 256-bit: {lab.quote('width_ratio', wide / narrow, '{:.2f}x')} on this CPU, whose "
+              f"FMA units are {UNIT_BITS} bits wide")
+    else:
+        lab.quote("width_ratio", "not measured (a fresh process failed)", "{}")
     print("(the ymm and zmm columns count packed instructions in the micro-kernel's code, FMAs and the final sums)")
 else:
+    lab.quote("width_ratio", "not measured (no AVX-512 here)", "{}")
     print("no AVX-512 on this CPU: there is one vector width to generate (ymm with AVX2, 128-bit NEON on Arm), "
           "so there is nothing to choose; the lesson shows on an AVX-512 machine")
 
@@ -887,8 +931,10 @@ def panel_2x2_array(Ap, Bp, C, kc):
                     C[i + r, j + c] += acc[r, c]
 
 
-micro_kernel, _ = stand_ins.pick("matmul_micro", matmul_micro, *random_matrices(16))
-micro_block = micro_6x4 if micro_kernel is matmul_micro else gemm.reference_micro_6x4
+g = np.random.default_rng(4)  # one 6 x 4 block, to see whether your micro_6x4 is written
+micro_block, _ = lab.pick("micro_6x4", g.random((6, 8), dtype=np.float32), g.random((4, 8), dtype=np.float32), 0, 0, 8,
+                          np.zeros((MR, NR), dtype=np.float32))  # yours, or the stand-in while yours is not written
+micro_kernel = packed_matmul(micro_block)  # the given driver around it: matmul_micro, once yours is written
 
 
 @njit(fastmath=True, error_model="numpy")
@@ -899,7 +945,7 @@ def panel_6x4(Ap, Bp, C, kc):
             micro_6x4_kernel(Ap, Bp, i, j, kc, C[i:i + 6, j:j + 4])
 
 
-micro_6x4_kernel = micro_block  # the kernel panel_6x4 calls (yours, or the library's while yours is not written)
+micro_6x4_kernel = micro_block  # the kernel panel_6x4 calls (yours, or the stand-in while yours is not written)
 P_ROWS, P_COLS, P_K = 96, 64, 512  # packed panels: 96 x 512 and 64 x 512 float32 (192 + 128 KiB, in L2)
 g = np.random.default_rng(5)
 Ap_t, Bp_t = g.random((P_ROWS, P_K), dtype=np.float32), g.random((P_COLS, P_K), dtype=np.float32)
@@ -909,7 +955,7 @@ lesson_rows = []
 for label, fn, extra in (("2x2, row views", panel_2x2_views, (P_K,)),
                          ("2x2, range(k0, k1)", panel_2x2_absolute, (0, P_K)),
                          ("2x2, sums in an array", panel_2x2_array, (P_K,)),
-                         (stand_ins.label("6x4, micro_6x4", "matmul_micro"), panel_6x4, (P_K,))):
+                         (lab.label("micro_6x4", "6x4, micro_6x4"), panel_6x4, (P_K,))):
     C_t = np.zeros((P_ROWS, P_COLS), dtype=np.float32)
     fn(Ap_t, Bp_t, C_t, *extra)
     assert np.allclose(C_t, expected, rtol=gamma(P_K)), label
@@ -923,12 +969,20 @@ print(f"{'kernel':<28}{'GFLOP/s':>9}{'GFLOP/J':>13}{'scalar':>8}{'packed':>8}{'F
 for label, gf, per_j, kind, scalar, packed, fma in lesson_rows:
     energy_text = f"{per_j:.3g} {KIND[kind]}" if per_j else "n/a"
     print(f"[timing] {label:<28}{gf:>9.2f}{energy_text:>13}{scalar:>8}{packed:>8}{fma:>6}")
+LESSON_GFLOPS = dict(zip(("views", "absolute", "array", "block_6x4"), (row[1] for row in lesson_rows)))
+print("GFLOP/s: 2x2 row views " + lab.quote("lesson_views_gflops", LESSON_GFLOPS["views"], "{:.3g}")
+      + ", range(k0, k1) " + lab.quote("lesson_absolute_gflops", LESSON_GFLOPS["absolute"], "{:.3g}")
+      + ", sums in an array " + lab.quote("lesson_array_gflops", LESSON_GFLOPS["array"], "{:.3g}")
+      + ", " + lab.label("micro_6x4", "6x4 " + lab.quote("lesson_6x4_gflops", LESSON_GFLOPS["block_6x4"], "{:.3g}")))
 
 # %% [markdown] sweat={"id": "lessons-read"}
 # Read the rows. Absolute indices cost the vector code (look at the packed and FMA counts: a few
 # packed instructions may remain for the final additions); sums in an array cost the registers. With
 # both rules kept, the 2 x 2 block is vectorised but does 4 loads per 4 FMAs; the 6 x 4 block does 10
-# per 24, so the same vector units are busy far more of the time.
+# per 24, so the same vector units are busy far more of the time. In the course's run, in GFLOP/s: row views
+# {{lesson_views_gflops}}, absolute indices {{lesson_absolute_gflops}}, sums in an array
+# {{lesson_array_gflops}}, the 6 x 4 block {{lesson_6x4_gflops}}; and lesson 1's 512-bit / 256-bit ratio:
+# {{width_ratio}}.
 #
 # ## 5. The ladder, one core
 #
@@ -945,7 +999,7 @@ BLAS_1 = max(p.gflops for p in peaks_1)
 HW1_GFLOPS = HW_1.gflops or float("nan")
 print(f"[timing] BLAS's best on one core: {BLAS_1:.1f} GFLOP/s = {100 * BLAS_1 / HW1_GFLOPS:.0f}% of the hardware "
       f"peak ({HW1_GFLOPS:.1f} GFLOP/s)")
-ladder_1 = Ladder(HW1_GFLOPS, BLAS_1, budget_s=BUDGET_S, say=print, energy_meter=lambda: meter(1))
+ladder_1 = Ladder(HW1_GFLOPS, BLAS_1, budget_s=BUDGET_S, say=print, energy_meter=lambda: lab.meter(1))
 
 
 def matmul_dot_fast(A, B):
@@ -959,12 +1013,24 @@ with threadpool_limits(limits=1, user_api="blas"):
     ladder_1.measure("numba_tiled", matmul_lab01, N)
     ladder_1.measure("numba_microkernel", micro_kernel, N)
     ladder_1.measure("blas_fp32", np.matmul, N)
-MICRO_SHARE = ladder_1.gflops["numba_microkernel"][N] / ladder_1.gflops["blas_fp32"][N]
-print(f"[timing] {stand_ins.label('micro-kernel', 'matmul_micro')}: {100 * MICRO_SHARE:.0f}% of BLAS at n = {N}, "
-      f"one thread; {ladder_1.gflops['numba_microkernel'][N] / ladder_1.gflops['numba_tiled'][N]:.1f}x lab 01's "
-      "tiled kernel")
+G1 = {rung: by_n[N] for rung, by_n in ladder_1.gflops.items()}  # GFLOP/s of each rung at n = N, one thread
+MICRO_SHARE = G1["numba_microkernel"] / G1["blas_fp32"]
+print(f"[timing] {lab.label('micro_6x4', 'micro-kernel')}: {lab.quote('micro_share_blas', 100 * MICRO_SHARE, '{:.0f}%')} "
+      f"of BLAS at n = {N}, one thread ({lab.quote('micro_gflops', G1['numba_microkernel'], '{:.3g}')} against "
+      f"{lab.quote('blas1_gflops', G1['blas_fp32'], '{:.3g}')} GFLOP/s); "
+      f"{lab.quote('micro_vs_tiled', G1['numba_microkernel'] / G1['numba_tiled'], '{:.1f}x')} lab 01's tiled kernel")
+print(f"[timing] {lab.label('scores_fast', 'dot form with fastmath')}: "
+      f"{lab.quote('fastmath_gflops', G1['numba_fastmath'], '{:.3g}')} GFLOP/s; lab 01's tiled kernel: "
+      f"{lab.quote('tiled_gflops', G1['numba_tiled'], '{:.3g}')} GFLOP/s, so the dot form "
+      + lab.quote("fastmath_vs_tiled", "beats" if G1["numba_fastmath"] > G1["numba_tiled"] else "does not beat", "{}")
+      + " it")
 
 # %% [markdown] sweat={"id": "sec-threads"}
+# In the course's run the micro-kernel reached {{micro_share_blas}} of one-thread BLAS ({{micro_gflops}} against
+# {{blas1_gflops}} GFLOP/s) and {{micro_vs_tiled}} the speed of lab 01's tiled kernel; the dot form with
+# fastmath ({{fastmath_gflops}} GFLOP/s) {{fastmath_vs_tiled}} the tiled kernel ({{tiled_gflops}} GFLOP/s):
+# vectorised, but with two loads per FMA.
+#
 # ## 6. Threads
 #
 # `@njit(parallel=True)` with `for i in prange(...)` shares the iterations of one loop among numba's
@@ -976,9 +1042,9 @@ print(f"[timing] {stand_ins.label('micro-kernel', 'matmul_micro')}: {100 * MICRO
 
 # %% [markdown] sweat={"id": "ex-parallel-task"}
 # ### Exercise 5: the micro-kernel on every core
-# Write the body of `matmul_micro_parallel(A, B)`: the driver of `matmul_micro` with the loop over row
-# blocks of C as a `prange` (loop over block numbers, `for ib in prange((m + MR - 1) // MR)`, with
-# `i = ib * MR`), each iteration with its own `edge` buffer. Keep calling your `micro_6x4`. The check
+# Write the body of `matmul_micro_parallel(A, B)`: the given driver of exercise 4 (`packed_matmul`) with the
+# loop over row blocks of C as a `prange` (loop over block numbers, `for ib in prange((m + MR - 1) // MR)`,
+# with `i = ib * MR`), each iteration with its own `edge` buffer. Call your `micro_6x4` by its name. The check
 # tests the same sizes as exercise 4, then times you against the one-thread micro-kernel
 # `matmul_micro_1t` at n = 768 and asks for 1.25x; this needs a second core that is not busy.
 
@@ -1026,12 +1092,12 @@ check("parallel")
 # threads and BLAS's must not share the cores (the oversubscription demo below shows what happens if they do).
 
 # %% sweat={"id": "scaling-measure", "role": "demo"}
-par_kernel, _ = stand_ins.pick("matmul_micro_parallel", matmul_micro_parallel, *random_matrices(16))
+par_kernel, _ = lab.pick("matmul_micro_parallel", *random_matrices(16))  # yours, or the stand-in
 HWALL_GFLOPS = HW_ALL.gflops or float("nan")
 with threadpool_limits(limits=CORES, user_api="blas"):  # BLAS on every core first, numba's threads idle
     peaks_all = [roofline.peak_fp32(n, quick=QUICK, threads=CORES) for n in (N, None)]
     BLAS_ALL = max(p.gflops for p in peaks_all)
-    ladder_all = Ladder(HWALL_GFLOPS, BLAS_ALL, budget_s=BUDGET_S, say=print, energy_meter=lambda: meter(CORES))
+    ladder_all = Ladder(HWALL_GFLOPS, BLAS_ALL, budget_s=BUDGET_S, say=print, energy_meter=lambda: lab.meter(CORES))
     ladder_all.measure("blas_fp32", np.matmul, N)
 time.sleep(0.5)  # OpenBLAS's idle threads spin for a while after a call: let them fall asleep (see below)
 BLAS_ONE = threadpool_limits(limits=1, user_api="blas")  # from here on: numba's threads own the cores
@@ -1040,7 +1106,7 @@ ladder_all.measure("numba_microkernel_parallel", par_kernel, N)
 
 @njit(fastmath=True, error_model="numpy")
 def packing_only(A, B):
-    """Everything matmul_micro does on one thread besides the micro-kernel: allocating and packing."""
+    """Everything the packed driver does on one thread besides the micro-kernel: allocating and packing."""
     m, k = A.shape
     n = B.shape[1]
     C = np.zeros((m, n), dtype=np.float32)
@@ -1106,10 +1172,10 @@ check("amdahl")
 fig_scaling, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
 if SCALING:
     ts = [pt.median_s for pt in SCALING]
-    T1_FIT, F_FIT = stand_ins.value("amdahl_fit", amdahl_fit, THREADS, ts)
+    T1_FIT, F_FIT = lab.mine("amdahl_fit")(THREADS, ts)  # your fit, or the stand-in while it is not written
     library_fit = parallel.fit_amdahl(THREADS, ts)
-    print(f"{stand_ins.label('your fit', 'amdahl_fit')}: t1 = {format_seconds(T1_FIT)}, serial fraction f = {F_FIT:.3f}, "
-          f"so at most {1 / F_FIT if F_FIT > 0 else math.inf:.3g}x however many cores")
+    print(lab.label("amdahl_fit", f"your fit: t1 = {format_seconds(T1_FIT)}, serial fraction f = {F_FIT:.3f}, "
+                                  f"so at most {1 / F_FIT if F_FIT > 0 else math.inf:.3g}x however many cores"))
     print(f"the library's: {library_fit}")
     print(f"the packing measured alone: f = {F_DIRECT:.3f}; the fit's f includes everything else that does not "
           "share out (the parallel region's start and end, threads waiting for the slowest, memory both cores share)")
@@ -1121,12 +1187,13 @@ if SCALING:
              for pt in SCALING]
     ax.errorbar(THREADS, speedups_measured, yerr=[[s - lo for s, (lo, hi) in zip(speedups_measured, lo_hi)],
                                                   [hi - s for s, (lo, hi) in zip(speedups_measured, lo_hi)]],
-                fmt="o", ms=8, capsize=4, color="tab:blue", label="measured (median, bars = IQR)")
+                fmt="o", ms=8, capsize=4, color="tab:blue",
+                label=lab.label("matmul_micro_parallel", "measured (median, bars = IQR)"))
     p_max = 4 * CORES
     ps = np.linspace(1, p_max, 200)
     ax.plot(ps, ps, "k:", lw=1, label="ideal: p threads, p times faster")
     ax.plot(ps, [parallel.amdahl_speedup(p, F_FIT) for p in ps], "-", color="tab:orange",
-            label=f"Amdahl, your fit: f = {F_FIT:.3f}")
+            label=lab.label("amdahl_fit", f"Amdahl, your fit: f = {F_FIT:.3f}"))
     if F_DIRECT is not None:
         ax.plot(ps, [parallel.amdahl_speedup(p, F_DIRECT) for p in ps], "--", color="tab:green",
                 label=f"Amdahl with the packing alone: f = {F_DIRECT:.3f}")
@@ -1134,7 +1201,8 @@ if SCALING:
     ax.annotate(f"{CORES} cores here ", (CORES, p_max * 1.03), fontsize=8, color="grey", ha="right", rotation=90, va="top")
     ax.set(xlim=(0.8, p_max + 0.2), ylim=(0.8, p_max * 1.05), xlabel="threads p",
            ylabel="speed-up over one thread (x)",
-           title=f"Your parallel micro-kernel at n = {N}: measured on {CORES} cores, extrapolated by the fit")
+           title=lab.label("matmul_micro_parallel",
+                           f"Your parallel micro-kernel at n = {N}: measured on {CORES} cores, extrapolated by the fit"))
     ax.legend(fontsize=8, loc="lower right")
 else:
     T1_FIT = F_FIT = None
@@ -1159,13 +1227,14 @@ else:
 
 # %% sweat={"id": "oversub-run", "role": "demo"}
 CASES = ["numba x BLAS", "threads x BLAS", "torch + BLAS"]
-OVERSUB = {}
+CASE_KEY = {"numba x BLAS": "numba", "threads x BLAS": "threads", "torch + BLAS": "torch"}  # their figures' names
+OVERSUB, OVERSUB_IDLE = {}, {}  # (case, busy, fixed) -> the run; case -> GFLOP/s (as it comes, fixed), idle machine
 if CORES > 1:
     for case in tqdm(CASES, desc="oversubscription cases"):
         for busy in (False, True):
             for fixed in (False, True):
                 spec = {"job": "oversubscription", "case": case, "fixed": fixed, "busy": busy, "rounds": ROUNDS,
-                        "size": 384, "batch": config.pick(8, 16), "energy": ENERGY_JOB}
+                        "size": 384, "batch": config.pick(8, 16), "energy": JOB_ENERGY}
                 OVERSUB[case, busy, fixed] = isa.run_job(spec, timeout=240)
     print(f"GFLOP/s of the whole batch (best of {ROUNDS} rounds); 'one core busy': another program, a busy loop, "
           "holds one core meanwhile")
@@ -1178,6 +1247,7 @@ if CORES > 1:
             print(f"{case:<16} not measured: {next(r.error for r in runs if not r.ok)}")
             continue
         gf = [r.value["flops"] / r.value["best_s"] / 1e9 for r in runs]
+        OVERSUB_IDLE[case] = gf[0], gf[1]
         raw, fix = runs[2].value, runs[3].value  # with one core busy
         j_text = (f"{raw['joules']:.3g} -> {fix['joules']:.3g} {KIND[fix.get('energy_kind')]}"
                   if raw.get("joules") and fix.get("joules") else "n/a")
@@ -1188,11 +1258,23 @@ if CORES > 1:
               "core busy)")
 else:
     print("one usable core: oversubscription cannot be shown without a second core to fight over")
+for case in CASES:  # the idle machine's columns, as the deck quotes them
+    key = CASE_KEY[case]
+    if case in OVERSUB_IDLE:
+        raw_gf, fixed_gf = OVERSUB_IDLE[case]
+        lab.quote(f"oversub_{key}_raw", raw_gf, "{:.0f}")
+        lab.quote(f"oversub_{key}_fixed", fixed_gf, "{:.0f}")
+        lab.quote(f"oversub_{key}_gain", fixed_gf / raw_gf, "{:.1f}x")
+    else:
+        for part in ("raw", "fixed", "gain"):
+            lab.quote(f"oversub_{key}_{part}", "n/a", "{}")
 
 # %% [markdown] sweat={"id": "oversub-read"}
-# Read the ratios in the last line of each case. Where "fixed" is faster, the stacked pools were costing
-# you; where it is not, this machine had cores to spare for them at that moment, or the library noticed
-# the nesting and held back. How much stacking costs depends on the number of cores, on the libraries and
+# Read the ratios in the last line of each case (in the course's run, fixed / as it comes without the busy loop:
+# numba x BLAS {{oversub_numba_gain}}, threads x BLAS {{oversub_threads_gain}}, torch + BLAS
+# {{oversub_torch_gain}}). Where "fixed" is faster, the stacked pools were costing you; where it is not,
+# this machine had cores to spare for them at that moment, or the library noticed the nesting and held
+# back. How much stacking costs depends on the number of cores, on the libraries and
 # on what else runs: threads that wait for a partner which is not running (descheduled because another
 # program has its core), spinning while they wait, are where time and energy go, so the busy columns are
 # the likelier case on a laptop with a browser open. In the numba x BLAS case OpenBLAS may also print
@@ -1219,9 +1301,13 @@ else:
 NATIVE_ISA = [name for name, flag in (("AMX-BF16", "amx_bf16"), ("AVX512-BF16", "avx512_bf16"), ("Arm BF16", "bf16"))
               if machine.isa.get(flag)]
 bf16_job = {"job": "torch_ops", "ops": ["matmul fp32", "matmul bf16", "linear int8"], "n_mat": N,
-            "threads": CORES, "rounds": ROUNDS, "sample_s": 0.05, "energy": ENERGY_JOB}
+            "threads": CORES, "rounds": ROUNDS, "sample_s": 0.05, "energy": JOB_ENERGY}
 BF16_RUN = isa.run_job(bf16_job, timeout=300)
 TORCH = {}
+CPU_SUMMARY = (f"{machine.cpu_model or 'an unnamed CPU'}, {CORES} core(s): {UNIT_BITS}-bit FMA units"
+               + (", AVX-512" if machine.isa.get("avx512f") else "")
+               + (f", native bf16 ({', '.join(NATIVE_ISA)})" if NATIVE_ISA else ", no native bf16"))
+print(f"this CPU: {lab.quote('cpu_summary', CPU_SUMMARY, '{}')}")
 if BF16_RUN.ok:
     v = BF16_RUN.value
     NATIVE_BF16 = bool(NATIVE_ISA) and v["onednn_bf16_supported"] is not False
@@ -1237,7 +1323,11 @@ if BF16_RUN.ok:
         unit = "GOP/s" if "int8" in op else "GFLOP/s"
         print(f"[timing] {op:<14}{gf:>7.1f} {unit:<7}{format_seconds(t['best_s']):>8}{energy_text:>14}  {kern}")
     ratio = TORCH["matmul bf16"] / TORCH["matmul fp32"]
-    print(f"\n[timing] bf16 / fp32: {ratio:.2f}x on {CORES} core(s)")
+    BF16_KERNEL = ", ".join(k.split(":", 1)[1] for k in v["kernels"].get("matmul bf16", []) if k.startswith("matmul"))
+    print(f"\n[timing] bf16 / fp32: {lab.quote('bf16_ratio', ratio, '{:.2f}x')} on {CORES} core(s) "
+          f"({lab.quote('torch_bf16_gflops', TORCH['matmul bf16'], '{:.0f}')} against "
+          f"{lab.quote('torch_fp32_gflops', TORCH['matmul fp32'], '{:.0f}')} GFLOP/s); oneDNN's bf16 kernel: "
+          + lab.quote("bf16_kernel", BF16_KERNEL or "none (no oneDNN matmul)", "{}"))
     if NATIVE_BF16:
         print(f"native bf16 here ({', '.join(NATIVE_ISA)}): the bf16 hardware peak of {CORES} core(s) is "
               f"{BF16_PEAK.gflops or float('nan'):,.0f} GFLOP/s against {HWALL_GFLOPS:,.0f} for fp32 "
@@ -1248,8 +1338,13 @@ if BF16_RUN.ok:
 else:
     NATIVE_BF16, BF16_PEAK = bool(NATIVE_ISA), None
     print(f"torch could not be measured here: {BF16_RUN.error}")
+    for name in ("bf16_ratio", "torch_bf16_gflops", "torch_fp32_gflops", "bf16_kernel"):
+        lab.quote(name, "not measured", "{}")
 
 # %% [markdown] sweat={"id": "bf16-read"}
+# In the course's run: bf16 / fp32 = {{bf16_ratio}} ({{torch_bf16_gflops}} against {{torch_fp32_gflops}} GFLOP/s), and
+# oneDNN's log named `{{bf16_kernel}}` for the bf16 matmul.
+#
 # Read the kernel column with the ISA table of section 1. Where it names `avx512_core_bf16` or
 # `avx512_core_amx`, oneDNN used native bf16 instructions and the bf16 line should be above fp32 (by up to
 # 2x with `vdpbf16ps`; far more with AMX tiles). Where the CPU has neither, there is no native kernel to
@@ -1268,16 +1363,22 @@ RUNGS_ALL = ["numba_microkernel_parallel", "blas_fp32"]
 LABELS = {"numba_naive": "numba ijk (lab 01)", "numba_fastmath": "dot form, fastmath (ex. 2)",
           "numba_tiled": "tiled ikj (lab 01)", "numba_microkernel": "micro-kernel 6x4 (ex. 4)",
           "blas_fp32": "BLAS np.matmul", "numba_microkernel_parallel": "micro-kernel, prange (ex. 5)"}
-REFERENCE_OF = {"numba_fastmath": "scores_fast", "numba_microkernel": "matmul_micro",
-                "numba_microkernel_parallel": "matmul_micro_parallel"}
+WRITTEN_BY = {"numba_fastmath": "scores_fast", "numba_microkernel": "micro_6x4",  # the exercise in each rung
+              "numba_microkernel_parallel": "matmul_micro_parallel"}
+
+
+def rung_label(rung, text):
+    """text, marked " (stand-in)" when the rung ran the stand-in of the exercise it measures."""
+    return lab.label(WRITTEN_BY[rung], text) if rung in WRITTEN_BY else text
+
+
 entries = []  # (label, GFLOP/s, (low, high) IQR or None, threads)
 for r in RUNGS_1:
     m = ladder_1.measurements[r][N]
-    entries.append((stand_ins.label(LABELS[r], REFERENCE_OF.get(r, "")) + ", 1 thread", m.gflops, m.iqr_gflops, 1))
+    entries.append((rung_label(r, LABELS[r] + ", 1 thread"), m.gflops, m.iqr_gflops, 1))
 for r in RUNGS_ALL:
     m = ladder_all.measurements[r][N]
-    entries.append((stand_ins.label(LABELS[r], REFERENCE_OF.get(r, "")) + f", {CORES} threads", m.gflops,
-                    m.iqr_gflops, CORES))
+    entries.append((rung_label(r, LABELS[r] + f", {CORES} threads"), m.gflops, m.iqr_gflops, CORES))
 for op in ("matmul fp32", "matmul bf16"):
     if op in TORCH:
         entries.append((f"torch {op}, {CORES} threads", TORCH[op], None, CORES))
@@ -1307,36 +1408,43 @@ ax.set(xscale="log", xlim=(min(values) / 2, max(values + [HWALL_GFLOPS]) * 3),
 ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False);
 
 # %% sweat={"id": "ladder-table", "role": "demo"}
-print(f"{'rung':<34}{'threads':>8}{'GFLOP/s':>10}{'% hw peak':>11}{'% BLAS':>8}{'GFLOP/J':>14}")
+print(f"{'rung':<38}{'threads':>8}{'GFLOP/s':>10}{'% hw peak':>11}{'% BLAS':>8}{'GFLOP/J':>14}")
 for r in RUNGS_1:
     m = ladder_1.measurements[r][N]
     per_j = f"{m.gflop_per_joule:.3g} {KIND[m.energy_kind]}" if m.gflop_per_joule else "n/a"
-    print(f"{stand_ins.label(r, REFERENCE_OF.get(r, '')):<34}{1:>8}{m.gflops:>10.4g}{100 * m.gflops / HW1_GFLOPS:>10.3g}%"
+    print(f"{rung_label(r, r):<38}{1:>8}{m.gflops:>10.4g}{100 * m.gflops / HW1_GFLOPS:>10.3g}%"
           f"{100 * m.gflops / BLAS_1:>7.3g}%{per_j:>14}")
 for r in RUNGS_ALL:
     m = ladder_all.measurements[r][N]
     per_j = f"{m.gflop_per_joule:.3g} {KIND[m.energy_kind]}" if m.gflop_per_joule else "n/a"
-    print(f"{stand_ins.label(r, REFERENCE_OF.get(r, '')):<34}{CORES:>8}{m.gflops:>10.4g}"
+    print(f"{rung_label(r, r):<38}{CORES:>8}{m.gflops:>10.4g}"
           f"{100 * m.gflops / HWALL_GFLOPS:>10.3g}%{100 * m.gflops / BLAS_ALL:>7.3g}%{per_j:>14}")
 if BF16_RUN.ok:
     for op, name in (("matmul fp32", "torch_fp32"), ("matmul bf16", "torch_bf16")):
         t = BF16_RUN.value["ops"][op]
         per_j = f"{2 * N ** 3 / 1e9 / t['joules_per_call']:.3g} {KIND[t.get('energy_kind')]}" if t.get("joules_per_call") else "n/a"
         ceiling = BF16_PEAK.gflops if (op == "matmul bf16" and BF16_PEAK is not None and BF16_PEAK.gflops) else HWALL_GFLOPS
-        print(f"{name:<34}{CORES:>8}{TORCH[op]:>10.4g}{100 * TORCH[op] / ceiling:>10.3g}%{'-':>8}{per_j:>14}")
+        print(f"{name:<38}{CORES:>8}{TORCH[op]:>10.4g}{100 * TORCH[op] / ceiling:>10.3g}%{'-':>8}{per_j:>14}")
 single = ladder_1.gflops["numba_microkernel"][N]
 par = ladder_all.gflops["numba_microkernel_parallel"][N]
-print(f"\n[timing] micro-kernel: {100 * single / ladder_1.gflops['blas_fp32'][N]:.0f}% of BLAS on one thread; "
-      f"{par / single:.2f}x on {CORES} threads ({100 * par / ladder_all.gflops['blas_fp32'][N]:.0f}% of BLAS on "
-      f"{CORES} threads)")
+either = lab.stood_in("micro_6x4") or lab.stood_in("matmul_micro_parallel")
+print(f"\n[timing] micro-kernel{' (stand-in)' if either else ''}: "
+      f"{100 * single / ladder_1.gflops['blas_fp32'][N]:.0f}% of BLAS on one thread; "
+      f"{lab.quote('parallel_speedup', par / single, '{:.2f}x')} on {CORES} threads "
+      f"({100 * par / ladder_all.gflops['blas_fp32'][N]:.0f}% of BLAS on {CORES} threads, which ran at "
+      f"{lab.quote('blas_all_gflops', ladder_all.gflops['blas_fp32'][N], '{:.0f}')} GFLOP/s)")
 print("% hw peak: of the float32 peak of the cores used (torch bf16: of the bf16 peak where there is one); "
       "% BLAS: of BLAS's best on the same threads (its fastest run, at this n or the peak measurement's size)")
 kinds = {m.energy_kind for lad in (ladder_1, ladder_all) for by_n in lad.measurements.values() for m in by_n.values()}
 if "estimated" in kinds:
-    print(f"GFLOP/J est.: an ESTIMATE, not a measurement (no CPU energy sensor read here): {TDP_W:g} W x (cores used / "
-          f"{CHIP_CORES}) x utilisation ({TDP_SOURCE}). At one power per core, work per joule follows work per second.")
+    print(f"GFLOP/J est.: an ESTIMATE, not a measurement (no CPU energy sensor read here): {lab.energy.tdp_w:g} W x "
+          f"(cores used / {lab.energy.chip_cores}) x utilisation ({lab.energy.source}). At one power per core, work "
+          "per joule follows work per second.")
 
 # %% [markdown] sweat={"id": "roofline-md"}
+# On every core, the micro-kernel ran {{parallel_speedup}} its one-thread speed in the course's run, and
+# BLAS {{blas_all_gflops}} GFLOP/s.
+#
 # Finally lab 00's roofline, measured again here on every core: the float32 and (where native) bf16
 # ceilings, and the memory bandwidth of a triad. Every matmul of this lab has the same arithmetic
 # intensity, 2n³ FLOPs over the 3n² float32 values it must at least read and write (n/6 FLOP/byte), so
@@ -1400,8 +1508,7 @@ RECORD_RUNGS = ["numba_naive", "numba_fastmath", "numba_microkernel", "numba_mic
 MEASURED = {**{r: ladder_1.gflops[r][N] for r in RUNGS_1 if r != "numba_tiled"},
             "numba_microkernel_parallel": ladder_all.gflops["numba_microkernel_parallel"][N],
             "torch_fp32": TORCH.get("matmul fp32"), "torch_bf16": TORCH.get("matmul bf16")}
-rec = records.record(
-    "02_simd",
+rec = lab.record(
     n=N,
     gflops={r: MEASURED.get(r) for r in RECORD_RUNGS},
     threads={r: (CORES if r in ("numba_microkernel_parallel", "torch_fp32", "torch_bf16") else 1) for r in RECORD_RUNGS},
@@ -1412,7 +1519,7 @@ rec = records.record(
     native_bf16=bool(NATIVE_BF16),
     serial_fraction=F_FIT,
     energy_kind=sorted(kinds),
-    reference_functions=[s.name for s in gemm.STAND_INS.values() if stand_ins.by_reference(s.name)],
+    reference_functions=[name for name in lab.stand_ins if lab.stood_in(name)],
     quick=QUICK,
 )
 print(f"recorded lab {rec['lab']} in {records.records_path_for_display()}: "

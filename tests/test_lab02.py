@@ -6,6 +6,7 @@ exercise in order, the deck, the record, the time estimates) is in tests/test_la
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import io
@@ -15,9 +16,11 @@ import pytest
 from numba import njit
 
 from sweatlab import course as C
-from sweatlab.topics import gemm, isa
-from sweatlab.measure import hardware
+from sweatlab.kit import Lab
 from sweatlab.kit.checks import LabChecks
+from sweatlab.labs.lab02_simd import standins
+from sweatlab.measure import hardware
+from sweatlab.topics import gemm, isa
 
 from conftest import REPO
 
@@ -133,9 +136,9 @@ def test_isa_switch_rejects_wrong_values(solved, wrong, failing_test):
 
 # ---- exercises 4 and 5: the micro-kernel and its parallel version -----------------------------
 
-def _driver(micro_py):
-    """lab 02's serial driver around a (wrong) micro-kernel given as plain Python."""
-    return gemm.matmul_driver(njit(fastmath=True, error_model="numpy")(micro_py))
+def _driver(solved, micro_py):
+    """The lab's given driver (packed_matmul, its setup cell) around a (wrong) micro-kernel given as plain Python."""
+    return solved["packed_matmul"](njit(fastmath=True, error_model="numpy")(micro_py))
 
 
 def micro_overwrites(Ap, Bp, i, j, kc, Cblk):
@@ -177,7 +180,7 @@ def micro_swapped(Ap, Bp, i, j, kc, Cblk):
     (micro_swapped, "one block 6x8 @ 8x4"),
 ])
 def test_micro_rejects_wrong_kernels(solved, micro_py, failing_test):
-    failed = _failed("micro", _with(solved, matmul_micro=_driver(micro_py)))
+    failed = _failed("micro", _with(solved, matmul_micro=_driver(solved, micro_py)))
     assert failing_test in failed, failed
 
 
@@ -204,7 +207,7 @@ def test_parallel_rejects_a_serial_kernel_and_dropped_edges(solved):
 # ---- exercise 6: Amdahl's law -----------------------------------------------------------------
 
 def amdahl_swapped(threads, seconds):
-    t1, f = gemm.STAND_INS["amdahl_fit"].function(threads, seconds)
+    t1, f = standins.reference_amdahl(threads, seconds)
     return f, t1
 
 
@@ -242,6 +245,110 @@ def test_the_parallel_exercise_asks_the_grader_for_two_threads(solution):
     from sweatlab.grading.grader import lab_threads
 
     assert lab_threads(C.make_lab(solution)) == 2
+
+
+# ---- the stand-ins, and cells that hold only what the learner writes ----------------------------
+
+KIT_CALLS = ("mine", "pick", "stand_in", "stood_in", "label")
+
+
+def _code_cells(nb, *roles):
+    return [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("sweat", {}).get("role") in roles]
+
+
+def _exercise_functions(nb) -> dict[str, int]:
+    """{function: exercise number}: the functions the answer cells define, numbered in the lab's order."""
+    found: dict[str, int] = {}
+    for number, cell in enumerate(_code_cells(nb, "answer"), start=1):
+        for stmt in ast.parse(cell.source).body:
+            if isinstance(stmt, ast.FunctionDef):
+                found[stmt.name] = number
+    return found
+
+
+def _kit_names(tree: ast.AST) -> set[str]:
+    """The functions a cell asks the lab's kit about: lab.mine("fn"), lab.pick("fn", ...), lab.label("fn", ...)."""
+    return {node.args[0].value for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in KIT_CALLS
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == "lab"
+            and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)}
+
+
+def test_each_answer_cell_holds_only_the_function_the_learner_writes(solution):
+    """The learner replacing an answer cell must not delete given code (the driver matmul_micro once shared one)."""
+    for cell in _code_cells(solution, "answer"):
+        body = ast.parse(cell.source).body
+        assert body and all(isinstance(stmt, ast.FunctionDef) for stmt in body), cell.id
+        for stmt in body:
+            code = ast.get_source_segment(cell.source, stmt)
+            assert C.BEGIN in code, f"{cell.id}: {stmt.name} is given code in an answer cell; move it to a setup cell"
+
+
+def test_the_stand_in_table_covers_every_exercise_function_the_demos_call(solution):
+    exercises = _exercise_functions(solution)
+    table = {s.name: s for s in standins.STAND_INS}
+    asked = set()
+    for cell in _code_cells(solution, "demo"):  # (a setup cell may call one: the given driver calls micro_6x4)
+        tree = ast.parse(cell.source)
+        asked |= _kit_names(tree)
+        direct = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in exercises}
+        assert not direct, f"demo {cell.id} calls {sorted(direct)} itself: go through lab.mine / lab.pick (a stand-in)"
+    assert asked - set(table) == set(), f"the demos ask the kit for functions without a stand-in: {asked - set(table)}"
+    assert set(exercises) <= asked, f"exercise functions no demo reaches through the kit: {set(exercises) - asked}"
+    for name, number in exercises.items():
+        assert name in table and table[name].exercise == number, (name, number)
+        assert callable(table[name].load()), name
+
+
+def test_stand_ins_answer_with_one_note_and_label_their_numbers():
+    said = []
+
+    def not_written(*args):
+        raise NotImplementedError("ex: replace this line with your code")
+
+    namespace = {name: not_written for name in _exercise_functions(C.load_source(SOURCE))}
+    lab = Lab(LAB, namespace, say=said.append)
+    fn, value = lab.pick("peak_gflops", 1, 2.0, 256, 2)
+    assert value == 1 * 2.0 * 8 * 2 * 2 and lab.stood_in("peak_gflops")
+    lab.pick("peak_gflops", 1, 2.0, 256, 2)
+    assert said == [standins.STAND_INS[0].note()] and "exercise 1" in said[0]
+    assert lab.label("peak_gflops", "peak") == "peak (stand-in)"
+    assert lab.mine("amdahl_fit")([1, 2], [1.0, 0.6]) == pytest.approx((1.0, 0.2))
+    assert lab.mine("npy_disable")(["A", "B"], ["Z"], "A") == "B"
+    for s in standins.STAND_INS:  # every stand-in, once used, marks its numbers
+        lab.stand_in(s.name)
+        assert lab.label(s.name, "GFLOP/s").endswith(" (stand-in)"), s.name
+    assert len(said) == len(standins.STAND_INS) and all(n.startswith("(stand-in)") for n in said)
+    namespace["peak_gflops"] = lambda *a: 7.0  # once written, yours answers and the label is plain
+    assert lab.mine("peak_gflops")(1, 2.0, 256, 2) == 7.0 and lab.label("peak_gflops", "peak") == "peak"
+
+
+def test_the_given_driver_calls_the_micro_kernel_defined_when_it_runs(blank, solution):
+    """Rewriting micro_6x4 takes effect without re-running the driver's cell (numba fixes a kernel's callees when it
+    compiles it), and while micro_6x4 is the stub, the check names micro_6x4, not the driver that called it."""
+    lab = C.make_lab(solution)
+    ns = dict(blank)  # the blank lab run: micro_6x4 is the stub
+    exec(compile(_answer(lab, "micro-driver"), "<cell micro-driver>", "exec"), ns)  # the driver, bound to this copy
+    results = LabChecks(LAB).results("micro", ns)
+    assert results and all(r.not_written and "micro_6x4 is not written yet" in r.message for r in results), [
+        r.message for r in results]
+    A, B = np.ones((7, 5), np.float32), np.ones((5, 9), np.float32)
+    with pytest.raises(NotImplementedError):
+        ns["matmul_micro"](A, B)  # compiled here around the stub
+    exec(compile(_answer(solution, "ex-micro"), "<cell ex-micro>", "exec"), ns)  # the learner writes it
+    assert np.array_equal(ns["matmul_micro"](A, B), np.full((7, 9), 5.0, np.float32))
+    parallel = dict(ns)
+    exec(compile(_answer(lab, "ex-micro"), "<cell ex-micro>", "exec"), parallel)  # the stub again
+    exec(compile(_answer(solution, "ex-parallel"), "<cell ex-parallel>", "exec"), parallel)  # and ex. 5 written
+    messages = [r.message for r in LabChecks(LAB).results("parallel", parallel) if not r.passed]
+    assert messages and all("micro_6x4 is not written yet" in m for m in messages), messages
+    unwritten = [r.message for r in LabChecks(LAB).results("parallel", ns | {"micro_6x4": blank["micro_6x4"]})]
+    assert all("matmul_micro_parallel is not written yet" in m for m in unwritten), unwritten  # ex. 5's own stub
+
+
+def _answer(nb, cell_id: str) -> str:
+    [cell] = [c for c in nb.cells if c.id == cell_id]
+    return cell.source
 
 
 # ---- a CPU without AVX-512: the lab's other path ------------------------------------------------

@@ -11,7 +11,6 @@ The route from lab 01's tiled loop (10-25% of BLAS) to near BLAS, as plain numba
     reference_matmul_micro(A, B)            the packed GEMM around it, one thread
     reference_matmul_micro_parallel(A, B)   the same with prange over row blocks of C (packing stays serial)
     matmul_driver(micro, parallel=False)    that packed GEMM around any compiled micro-kernel
-    StandIns                                the library's reference for a lab function not written yet, with a note
     match_vector_width(machine)             ask numba for vectors as wide as the FMA units (before its first compile)
     codegen_features()                      the CPU features numba's code generator uses in this process
 
@@ -30,12 +29,12 @@ The kernels are compiled on first use (numba imported only then), like :mod:`swe
 Which vector width LLVM picks depends on the CPU model it targets (``prefer-256-bit`` tuning on
 Intel AVX-512 cores); :func:`match_vector_width` asks for the width of the CPU's FMA units, and
 :mod:`sweatlab.topics.isa` runs a kernel in a fresh process with the width forced either way.
+Lab 02's stand-ins, which name these kernels, are the lab's own (``sweatlab.labs.lab02_simd.standins``).
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -44,7 +43,7 @@ __all__ = [
     "MR", "NR", "KC", "NC", "JIT_OPTIONS", "FAST_OPTIONS",
     "reference_scores_strict", "reference_scores_fast", "pack_a", "pack_bt", "reference_micro_6x4",
     "reference_matmul_micro", "reference_matmul_micro_parallel", "reference_matmul_tiled", "matmul_driver",
-    "StandIn", "STAND_INS", "StandIns", "codegen_features", "match_vector_width",
+    "codegen_features", "match_vector_width",
 ]
 
 MR, NR = 6, 4  # the register block: 6 rows of A x 4 rows of B^T = 24 accumulators (of 32 zmm / 16 ymm registers)
@@ -306,102 +305,3 @@ def match_vector_width(machine: Any = None, vendor_family: tuple | None = None) 
     width = 512 if units >= 512 else 256
     return (f"AVX-512 present, FMA units {units} bits wide: numba asked for {width}-bit vectors "
             f"(NUMBA_CPU_FEATURES = this CPU's features + {flag})")
-
-
-# ## Stand-ins: the library's reference for a lab function not written yet
-
-
-@dataclass(frozen=True)
-class StandIn:
-    """The library's reference for one function lab 02 asks the learner to write."""
-
-    name: str  # the lab's function
-    exercise: int  # its exercise number
-    reference: str  # the attribute of this module (or a callable's name) that stands in
-
-    @property
-    def function(self) -> Callable[..., Any]:
-        return _REFERENCE_FUNCTIONS[self.reference]()
-
-    def note(self) -> str:
-        return (f"[reference] {self.name} is not written yet: the library's {self.reference} stands in; "
-                f"write exercise {self.exercise} to use yours")
-
-
-def _peak(cores, ghz, vector_bits, fma_units, bits=32):
-    return cores * ghz * (vector_bits // bits) * fma_units * 2
-
-
-def _amdahl(threads, seconds):
-    from sweatlab.topics.parallel import fit_amdahl
-
-    fit = fit_amdahl(threads, seconds)
-    return fit.t1_s, fit.serial_fraction
-
-
-def _npy_disable(dispatch, baseline, keep):
-    from sweatlab.topics.isa import numpy_disable
-
-    return numpy_disable(dispatch, baseline, keep)
-
-
-_REFERENCE_FUNCTIONS: dict[str, Callable[[], Callable[..., Any]]] = {
-    "peak formula": lambda: _peak,
-    "reference_scores_fast": lambda: getattr(sys.modules[__name__], "reference_scores_fast"),
-    "isa.numpy_disable": lambda: _npy_disable,
-    "reference_matmul_micro": lambda: getattr(sys.modules[__name__], "reference_matmul_micro"),
-    "reference_matmul_micro_parallel": lambda: getattr(sys.modules[__name__], "reference_matmul_micro_parallel"),
-    "parallel.fit_amdahl": lambda: _amdahl,
-}
-
-STAND_INS: dict[str, StandIn] = {s.name: s for s in (
-    StandIn("peak_gflops", 1, "peak formula"),
-    StandIn("scores_fast", 2, "reference_scores_fast"),
-    StandIn("npy_disable", 3, "isa.numpy_disable"),
-    StandIn("matmul_micro", 4, "reference_matmul_micro"),
-    StandIn("matmul_micro_parallel", 5, "reference_matmul_micro_parallel"),
-    StandIn("amdahl_fit", 6, "parallel.fit_amdahl"),
-)}
-
-
-@dataclass
-class StandIns:
-    """``pick(name, fn, *args)``: fn(*args), or the library's reference while fn raises NotImplementedError.
-
-    ``say`` gets the one-line note the first time a reference stands in (a notebook passes ``print``);
-    ``by_reference(name)`` tells whether the latest pick of ``name`` used the reference, and
-    ``label(text, name)`` marks a label " (reference)" then, so the library's kernel is never taken for yours.
-    """
-
-    say: Callable[[str], Any] | None = None
-    notes: list[str] = field(default_factory=list)
-    _latest: dict[str, bool] = field(default_factory=dict)
-
-    def pick(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Callable[..., Any], Any]:
-        """(the function that answered, its value)."""
-        try:
-            value = fn(*args, **kwargs)
-        except NotImplementedError:
-            stand_in = STAND_INS.get(name)
-            if stand_in is None:
-                raise
-            note = stand_in.note()
-            if note not in self.notes:
-                self.notes.append(note)
-                if self.say is not None:
-                    self.say(note)
-            self._latest[name] = True
-            reference = stand_in.function
-            return reference, reference(*args, **kwargs)
-        self._latest[name] = False
-        return fn, value
-
-    def value(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """fn(*args), or the reference's value while fn is not written (see pick)."""
-        return self.pick(name, fn, *args, **kwargs)[1]
-
-    def by_reference(self, name: str) -> bool:
-        return self._latest.get(name, False)
-
-    def label(self, text: str, name: str) -> str:
-        return f"{text} (reference)" if self.by_reference(name) else text

@@ -9,21 +9,26 @@ positive (the bound is then a plain relative tolerance), except one exact test o
 
 Three tests are speed ratios, timed by the grader's trusted side on fresh inputs each round, every
 result checked, against a function the lab's setup cell defines (in the grader it runs from the
-pristine lab): ``scores_fast`` against ``scores_strict``, ``matmul_micro`` against lab 01's tiled kernel
-``matmul_lab01``, and ``matmul_micro_parallel`` against the library's one-thread micro-kernel
-``matmul_micro_1t``. Each threshold sits far below the gain the lab measures, so a busy machine still
-passes a real solution; the parallel one needs a second core (the lab asks the grader for two).
+pristine lab): ``scores_fast`` against ``scores_strict``, ``matmul_micro`` (the lab's given driver around the
+learner's ``micro_6x4``) against lab 01's tiled kernel ``matmul_lab01``, and ``matmul_micro_parallel`` against
+the library's one-thread micro-kernel ``matmul_micro_1t``. While ``micro_6x4`` is the lab's stub, the
+micro-kernel's tests say so by its name, not by the name of the matmul that called it. Each threshold
+sits far below the gain the lab measures, so a busy machine still passes a real solution; the parallel
+one needs a second core (the lab asks the grader for two).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from sweatlab.topics.ladder import gamma
 from sweatlab.kit.checks import CheckFailure, LearnerError, RandomArray, Tester, public_test
+from sweatlab.labs.lab02_simd.standins import reference_peak
+from sweatlab.topics.isa import numpy_disable
+from sweatlab.topics.ladder import gamma
 
 LAB = "02_simd"
 
@@ -51,10 +56,6 @@ def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # peak: cores x clock x lanes x FMA units x 2
 # ---------------------------------------------------------------------------------------------
 
-def _peak(cores, ghz, vector_bits, fma_units, bits=32):
-    return cores * ghz * (vector_bits // bits) * fma_units * 2
-
-
 PEAK_HINT = ("peak = cores x GHz x lanes x FMA units x 2, where lanes = vector_bits // bits (numbers per "
              "register) and the 2 counts the multiply and the add of each fused multiply-add")
 
@@ -62,7 +63,7 @@ PEAK_HINT = ("peak = cores x GHz x lanes x FMA units x 2, where lanes = vector_b
 def _expect_peak(t: Tester, args: tuple, kwargs: dict, hint: str) -> None:
     text = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
     got = t.call("peak_gflops", *args, **kwargs)
-    t.expect_close(got, _peak(*args, **kwargs), rtol=1e-9, what=f"peak_gflops({text})", hint=hint)
+    t.expect_close(got, reference_peak(*args, **kwargs), rtol=1e-9, what=f"peak_gflops({text})", hint=hint)
 
 
 @public_test(LAB, "peak", points=1, name="one AVX-512 core with two FMA units")
@@ -163,16 +164,6 @@ def scores_speed(t: Tester):
 # isa_switch: the NPY_DISABLE_CPU_FEATURES value, from numpy's own names
 # ---------------------------------------------------------------------------------------------
 
-def _npy_disable(dispatch, baseline, keep):
-    if keep is None or keep in baseline:
-        start = 0
-    elif keep in dispatch:
-        start = dispatch.index(keep) + 1
-    else:
-        raise ValueError(keep)
-    return " ".join(x for x in dispatch[start:] if x not in baseline)
-
-
 NUMPY2_X86 = (["X86_V2"], ["X86_V3", "X86_V4", "AVX512_ICL", "AVX512_SPR"])
 NUMPY1_X86 = (["SSE", "SSE2", "SSE3"], ["SSSE3", "SSE41", "POPCNT", "SSE42", "AVX", "F16C", "FMA3", "AVX2",
                                         "AVX512F", "AVX512CD", "AVX512_KNL", "AVX512_KNM", "AVX512_SKX",
@@ -185,7 +176,7 @@ SWITCH_HINT = ("return numpy's own names, space-separated, in numpy's order: eve
 def _expect_switch(t: Tester, lists: tuple, keep, hint: str = SWITCH_HINT) -> None:
     baseline, dispatch = lists
     got = t.call("npy_disable", list(dispatch), list(baseline), keep)
-    t.expect_equal(got, _npy_disable(dispatch, baseline, keep),
+    t.expect_equal(got, numpy_disable(list(dispatch), list(baseline), keep),
                    what=f"npy_disable(dispatch={dispatch}, baseline={baseline}, keep={keep!r})", hint=hint)
 
 
@@ -242,11 +233,29 @@ EDGE_HINT = ("sizes that are no multiple of 6 (rows) or 4 (columns) go through t
              "the length of the dot products, and add into Cblk (+=), never overwrite it")
 
 
+def _naming_the_stub(t: Tester, call: Callable[[], Any]) -> Any:
+    """call(), whose matmul runs the learner's micro_6x4 inside: where the NotImplementedError it raised is
+    micro_6x4's own (the stub's words), the failure names micro_6x4, the exercise to write, not the driver or
+    parallel kernel that called it; a parallel kernel that is itself unwritten is named as it is."""
+    try:
+        return call()
+    except LearnerError as exc:
+        if exc.error_type != "NotImplementedError" or exc.func == "micro_6x4":
+            raise
+        try:  # one 6 x 4 block, called directly: does micro_6x4 itself raise NotImplementedError?
+            t.call("micro_6x4", _positive(t, (6, 3), 90), _positive(t, (4, 3), 91), 0, 0, 3,
+                   np.zeros((6, 4), dtype=np.float32))
+        except LearnerError as probe:  # the same stub's words: micro_6x4's own NotImplementedError came through
+            if probe.error_type == "NotImplementedError" and probe.message == exc.message:
+                raise probe from None
+        raise
+
+
 def _expect_matmul(t: Tester, func: str, shape_a: tuple, shape_b: tuple, salt: int, hint: str,
                    exact: bool = False) -> None:
     make = _small_ints if exact else _positive
     A, B = make(t, shape_a, salt), make(t, shape_b, salt + 1)
-    got = t.call(func, A, B)
+    got = _naming_the_stub(t, lambda: t.call(func, A, B))
     t.expect_close(got, _product(A, B), rtol=0.0 if exact else gamma(shape_a[1]),
                    what=f"{func}(A, B) for A {shape_a[0]}x{shape_a[1]}, B {shape_b[0]}x{shape_b[1]}", hint=hint)
 
@@ -303,8 +312,8 @@ def _square_check(n: int):
 
 @public_test(LAB, "micro", points=2, name="faster than lab 01's tiled kernel")
 def micro_speed(t: Tester):
-    ratio = t.speed_ratio("matmul_micro", "matmul_lab01", _square_inputs(MICRO_N), _square_check(MICRO_N),
-                          rounds=SPEED_ROUNDS)
+    ratio = _naming_the_stub(t, lambda: t.speed_ratio("matmul_micro", "matmul_lab01", _square_inputs(MICRO_N),
+                                                      _square_check(MICRO_N), rounds=SPEED_ROUNDS))
     t.expect(ratio >= MICRO_MIN_RATIO,
              what=f"matmul_micro should run at least {MICRO_MIN_RATIO:g}x faster than lab 01's tiled kernel "
                   f"(matmul_lab01) at n = {MICRO_N}; measured {ratio:.2f}x",
@@ -318,9 +327,9 @@ _register_matmul("parallel", "matmul_micro_parallel")
 
 @public_test(LAB, "parallel", points=2, name="faster than one thread")
 def parallel_speed(t: Tester):
-    ratio = t.speed_ratio("matmul_micro_parallel", "matmul_micro_1t", _square_inputs(PARALLEL_N),
-                          _square_check(PARALLEL_N), rounds=SPEED_ROUNDS, more_until=PARALLEL_MIN_RATIO,
-                          more_s=PARALLEL_MORE_S)
+    ratio = _naming_the_stub(t, lambda: t.speed_ratio(
+        "matmul_micro_parallel", "matmul_micro_1t", _square_inputs(PARALLEL_N), _square_check(PARALLEL_N),
+        rounds=SPEED_ROUNDS, more_until=PARALLEL_MIN_RATIO, more_s=PARALLEL_MORE_S))
     t.expect(ratio >= PARALLEL_MIN_RATIO,
              what=f"matmul_micro_parallel should run at least {PARALLEL_MIN_RATIO:g}x faster than the one-thread "
                   f"micro-kernel matmul_micro_1t at n = {PARALLEL_N}; measured {ratio:.2f}x",
