@@ -333,3 +333,27 @@ def test_make_check_reports_an_answer_cell_without_its_exercise(course_copy):
     problems = _problems(course_copy)
     assert any("ex-square-answer" in p and "does not say which exercise it answers" in p for p in problems)
     assert any("check-square" in p and "no answer cell above it" in p for p in problems)
+
+
+def test_an_answer_cell_that_also_holds_given_code_is_refused(tmp_path):
+    """A learner who replaces an answer cell must not delete code the lab gives (lab 02's driver did)."""
+    from sweatlab.course.check import check_answer_cells
+
+    src = tmp_path / "07_given.py"
+    src.write_text('''# %% sweat={"id": "ex", "role": "answer", "exercise": "kernel"}
+import numpy as np
+
+
+def kernel(x):
+    ### BEGIN SOLUTION
+    return x
+    ### END SOLUTION
+
+
+def driver(x):
+    return kernel(np.asarray(x))
+''')
+    problems = check_answer_cells(src, C.load_source(src))
+    assert len(problems) == 1 and "`driver`" in str(problems[0]) and "setup cell" in str(problems[0])
+    src.write_text(src.read_text().split("\n\ndef driver")[0] + "\n")
+    assert check_answer_cells(src, C.load_source(src)) == []

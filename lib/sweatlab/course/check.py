@@ -124,6 +124,36 @@ _CHECK_CALL = re.compile(r"""\bcheck\(\s*["']([^"']*)["']""")
 _TITLE = re.compile(r"^Exercise (\d+): \S")
 
 
+def check_answer_cells(src: Path, source: nbformat.NotebookNode) -> list[CourseError]:
+    """An answer cell holds only what the learner writes: functions (or classes) whose bodies hold the
+    solution markers, and imports. Code the lab gives lives in a setup cell of its own: a learner who
+    replaces an answer cell must not delete it with theirs."""
+    import ast
+
+    problems = []
+    for i, cell in enumerate(source.cells):
+        if cell.cell_type != "code" or sweat_of(cell).get("role") != "answer":
+            continue
+        try:
+            tree = ast.parse("\n".join(line for line in cell.source.splitlines()
+                                       if not line.lstrip().startswith(("%", "!"))))
+        except SyntaxError:
+            continue  # the source loader reports syntax
+        lines = cell.source.splitlines()
+        for node in tree.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            body = "\n".join(lines[node.lineno - 1:node.end_lineno])
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and BEGIN in body:
+                continue
+            what = getattr(node, "name", None) or type(node).__name__.lower()
+            problems.append(CourseError(
+                src, f"the answer cell holds `{what}` (line {node.lineno}), which the learner does not write",
+                "move code the lab gives into a setup cell of its own, above or below the answer cell",
+                cell=i + 1, cell_id=cell.get("id")))
+    return problems
+
+
 def check_exercises(src: Path, source: nbformat.NotebookNode) -> list[CourseError]:
     """Which cells answer and check which exercise, as the grader and ``progress`` read it from the metadata.
 
@@ -241,6 +271,7 @@ def check_course(course: Course) -> list[CourseError]:
             continue
         figures = shipped_figures(course, src)
         problems += check_exercises(src, source)
+        problems += check_answer_cells(src, source)
         problems += check_figures(course, src, source, figures)
         problems += check_solution_pair(course, src, expected_solution(course, src, figures))
         problems += check_lab(course, src, make_lab(source, figures))
