@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from sweatlab.topics import tinylm
 from sweatlab.kit.checks import LabChecks
+from sweatlab.labs.lab06_tiny_lm import reference as R
 
 from conftest import REPO
 
@@ -136,7 +136,7 @@ def int8_divides_by_128(w):
 
 
 def int8_truncates(w):
-    q, s = tinylm.quantize_int8_rows(w)
+    q, s = R.quantize_int8_rows(w)
     return np.trunc(np.asarray(w, np.float32) / s[:, None]).astype(np.int8), s
 
 
@@ -148,7 +148,7 @@ def int8_zero_row_nan(w):
 
 
 def int8_returns_int32(w):
-    q, s = tinylm.quantize_int8_rows(w)
+    q, s = R.quantize_int8_rows(w)
     return q.astype(np.int32), s
 
 
@@ -165,14 +165,14 @@ def test_quantize_int8_rejects_a_dequantize_without_the_scale(solved):
 # ---- int4 ------------------------------------------------------------------------------------
 
 def int4_swapped_nibbles(w, group=32):
-    p, s, lo = tinylm.quantize_int4_groups(w, group)
+    p, s, lo = R.quantize_int4_groups(w, group)
     return ((p >> 4) | ((p & 0xF) << 4)).astype(np.uint8), s, lo
 
 
 def int4_unpacked(w, group=32):
     w = np.asarray(w, np.float32)
     n, k = w.shape
-    p, s, lo = tinylm.quantize_int4_groups(w, group)
+    p, s, lo = R.quantize_int4_groups(w, group)
     q = np.stack([p & 0xF, p >> 4], -1).reshape(n, k)
     return q.astype(np.uint8), s, lo
 
@@ -189,7 +189,7 @@ def int4_divides_by_16(w, group=32):
 
 
 def int4_groups_down_columns(w, group=32):
-    p, s, lo = tinylm.quantize_int4_groups(np.asarray(w, np.float32).T.copy().T * 1.0, group)
+    p, s, lo = R.quantize_int4_groups(np.asarray(w, np.float32).T.copy().T * 1.0, group)
     return p, s * 1.01, lo
 
 
@@ -216,7 +216,7 @@ def test_quantize_int4_rejects_swapped_nibbles_with_its_hint(solved):
 
 def test_quantize_int4_rejects_a_dequantize_that_forgets_the_low(solved):
     def wrong(packed, scale, low, group=32):
-        return tinylm.dequantize_int4_groups(packed, scale, np.zeros_like(np.asarray(low)), group)
+        return R.dequantize_int4_groups(packed, scale, np.zeros_like(np.asarray(low)), group)
     _rejected("quantize_int4", {**solved, "dequantize_int4_groups": wrong})
 
 
@@ -235,7 +235,7 @@ def ppl_no_softmax(logits, targets):
 
 
 def ppl_base_2(logits, targets):
-    return 2 ** math.log(tinylm.perplexity(logits, targets))
+    return 2 ** math.log(R.perplexity(logits, targets))
 
 
 def ppl_unstable(logits, targets):
@@ -246,7 +246,7 @@ def ppl_unstable(logits, targets):
 
 
 def ppl_returns_loss(logits, targets):
-    return math.log(tinylm.perplexity(logits, targets))
+    return math.log(R.perplexity(logits, targets))
 
 
 @pytest.mark.parametrize("wrong", [ppl_sum_not_mean, ppl_no_softmax, ppl_base_2, ppl_unstable, ppl_returns_loss])
@@ -275,3 +275,96 @@ def cost_one_node_pays(c, n, a, m, lat, bw):
 @pytest.mark.parametrize("wrong", [cost_no_split, cost_no_ring_factor, cost_latency_once, cost_one_node_pays])
 def test_cost_model_rejects(solved, wrong):
     _rejected("cost_model", {**solved, "tp_seconds_per_token": wrong})
+
+
+# ---- stand-ins -------------------------------------------------------------------------------
+
+def test_every_function_an_answer_cell_defines_has_its_stand_in_with_the_exercise_number(solution):
+    import ast
+    import re
+
+    from sweatlab.kit.standins import stand_ins_of
+
+    table = stand_ins_of(LAB)
+    titles = {c.metadata["sweat"]["exercise"]: c.metadata["sweat"]["title"]
+              for c in solution.cells if c.metadata.get("sweat", {}).get("role") == "check"}
+    defined = {}
+    for cell in solution.cells:
+        meta = cell.metadata.get("sweat", {})
+        if cell.cell_type == "code" and meta.get("role") == "answer":
+            number = int(re.match(r"Exercise (\d+):", titles[meta["exercise"]]).group(1))
+            for node in ast.parse(cell.source).body:
+                if isinstance(node, ast.FunctionDef):
+                    defined[node.name] = number
+    assert sorted(table) == sorted(defined)
+    for name, number in defined.items():
+        assert table[name].exercise == number, name
+        assert table[name].load() is getattr(R, name), name
+
+
+# ---- the blank lab's demos run on the stand-ins, labelled --------------------------------------
+
+# The demos that call an exercise's function, and the cells they need before them (no record: it writes a file).
+DEMOS = ["setup", "models", "generate", "numpy-decoder", "kv-measure", "ppl-measure", "speed-measure", "speed-plot",
+         "tp-run", "tp-predict", "aims"]
+
+
+def _run_demos(nb, monkeypatch, tmp_path, cells):
+    """Run the answer cells and ``cells`` of ``nb`` in order in one fresh namespace; (namespace, stdout)."""
+    import contextlib
+    import io
+
+    monkeypatch.setenv("SWEAT_QUICK", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("SWEAT_RESULTS_DIR", str(tmp_path))
+    namespace: dict = {"__name__": "__main__"}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for cell in nb.cells:
+            meta = cell.metadata.get("sweat", {})
+            if cell.cell_type == "code" and (meta.get("role") == "answer" or meta.get("id") in cells):
+                exec(compile(cell.source, f"<cell {meta.get('id')}>", "exec"), namespace)
+    import matplotlib.pyplot as plt
+    plt.close("all")
+    return namespace, out.getvalue()
+
+
+def _line(out: str, start: str) -> str:
+    found = [line.strip() for line in out.splitlines() if line.strip().startswith(start)]
+    assert found, f"no line starting {start!r} in:\n{out}"
+    return found[0]
+
+
+def test_the_blank_labs_demos_run_on_the_stand_ins_and_label_their_numbers(solution, monkeypatch, tmp_path):
+    from sweatlab import course as C
+
+    ns, out = _run_demos(C.make_lab(solution), monkeypatch, tmp_path, DEMOS)
+    for name in ("sample_next", "attend_one", "perplexity", "quantize_int8_rows", "quantize_int4_groups",
+                 "tp_seconds_per_token"):
+        assert out.count(f"(stand-in) {name} is not written yet") == 1, name  # one note each
+    # text: every number a stand-in made ends its label with " (stand-in)"; the others do not
+    assert "--- temperature 0.8, chosen by sample_next (stand-in):" in out
+    assert _line(out, "numpy decoder with attend_one (stand-in) vs torch")
+    assert ns["NUMPY_DIFF"] < 1e-4  # the stand-in really answered
+    for row in ("fp32", "int8", "int4_g16", "int4_g32", "int4_g64"):
+        assert _line(out, row + " ").startswith(row + " (stand-in)"), row  # the stand-in's perplexity
+    assert _line(out, "int8_dequant").startswith("int8_dequant (stand-in)")
+    assert _line(out, "int4_dequant").startswith("int4_dequant (stand-in)")
+    assert "(stand-in)" not in _line(out, "int8_kernel") and "(stand-in)" not in _line(out, "fp32      ")
+    assert _line(out, "communication per token").endswith("(stand-in)")
+    assert "(stand-in)" in _line(out, "predicted 2-rank speed")
+    assert _line(out, "1 B (d 2048").endswith("(stand-in)")
+    aims = [line for line in out.splitlines() if line.startswith(("held ", "NOT held "))]
+    assert [("(stand-in)" in a) for a in aims] == [False, False, True, True, True, False], aims
+    # plots: the bars and the cost model's curves
+    ticks = [t.get_text() for t in ns["fig_speed"].axes[0].get_yticklabels()]
+    assert ticks == ["fp32", "int8_dequant (stand-in)", "int8_kernel", "int4_dequant (stand-in)"]
+    legend = [t.get_text() for t in ns["fig_tp"].legends[0].get_texts()]
+    assert [t.endswith(" (stand-in)") for t in legend] == [True, True, True, False], legend
+    assert all(ax.get_ylabel().endswith(" (stand-in)") for ax in ns["fig_tp"].axes)
+
+
+def test_the_solutions_demos_are_not_labelled_as_stand_ins(solution, monkeypatch, tmp_path):
+    _, out = _run_demos(solution, monkeypatch, tmp_path, ["setup", "models", "generate", "numpy-decoder", "ppl-measure"])
+    assert "stand-in" not in out
+    assert "--- temperature 0.8, chosen by sample_next:" in out and _line(out, "int8 ").split()[1] == "perplexity"

@@ -1,1 +1,1 @@
-"""Lab 06's kit: its checks (and, as the kit grows, its stand-ins and record)."""
+"""Lab 06's kit: its checks, the course's answers to its exercises (reference) and the stand-ins made of them."""

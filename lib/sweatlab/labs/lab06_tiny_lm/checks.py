@@ -13,8 +13,9 @@ Exercises (the name the notebook's `check(...)` cell uses, and the learner's fun
     cost_model     tp_seconds_per_token(compute_s, nodes, allreduces, message_bytes, latency_s,
                    bandwidth_bytes_s) -> seconds per token of a tensor-parallel decode step
 
-The references are in :mod:`sweatlab.topics.tinylm`. Every input is small; none is a speed exercise (the
-lab measures speed with torch's kernels on the speed model).
+The references are the course's answers, :mod:`sweatlab.labs.lab06_tiny_lm.reference` (also the lab's
+stand-ins). Every input is small; none is a speed exercise (the lab measures speed with torch's kernels
+on the speed model).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import math
 
 import numpy as np
 
-from sweatlab.topics import tinylm as R
 from sweatlab.kit.checks import Tester, public_test
+from sweatlab.labs.lab06_tiny_lm import reference as R
 
 LAB = "06_tiny_lm"
 
