@@ -217,3 +217,16 @@ def test_the_lab_hides_every_solution(solution):
     answers = "\n".join(c.source for c in lab.cells if c.metadata.get("sweat", {}).get("role") == "answer")
     for body in ("s += A[i][k] * B[k][j]", "c_row[jj] += a * b_row[jj]", "k * u / (1 - k * u)"):
         assert body not in answers
+
+
+def test_exercise_7s_baseline_is_the_courses_kernel_and_no_answer_of_exercise_6(blank):
+    """The setup cell binds the untiled ikj that exercise 7's check times against under the course's name
+    (the grader takes it from the blank lab); the learner's matmul_numba_ikj stays theirs to write."""
+    from sweatlab.topics import ladder
+
+    assert blank["reference_matmul_numba_ikj"] is ladder.reference_matmul_numba_ikj
+    a = np.ones((2, 2), dtype=np.float32)
+    with pytest.raises(NotImplementedError):
+        blank["matmul_numba_ikj"](a, a)
+    results = _results("numba_ikj", blank)
+    assert results and all(r.not_written for r in results)

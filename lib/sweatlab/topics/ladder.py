@@ -26,12 +26,20 @@ never mistaken for the learner's code):
     reference_matmul_numba_ijk(A, B)    the lab's given kernel: numba, loops i, j, k
     reference_matmul_numba_ikj(A, B)    exercise 6: numba, loops i, k, j
     reference_matmul_tiled(A, B, tile)  exercise 7: numba, tiles of B packed and reused, ikj inside
+    reference_inner_strides(order, n)   exercise 3: the strides of A, B and C along the innermost loop
 
-The three numba kernels are compiled on first use (and numba imported only then), so importing
+Two demos of the lab live here too, so that the blank lab's demo cells hold no answer to an exercise:
+
+    loop_order_source(order), loop_order_kernel(order)   the six loop orders from one template (section 6)
+    demo_matmul_tiled_absolute(A, B, tile)                the tiled kernel with absolute indices, the trap
+                                                          of section 7: correct, but not vectorized
+
+The numba kernels are compiled on first use (and numba imported only then), so importing
 this module stays cheap for the checks that only need ``gamma``.
 
-Nothing here prints: the notes and the timing lines go to ``say`` when the caller passes one (a
-notebook passes ``print``); the notes are also kept in ``Ladder.notes``, the timings in ``Ladder.gflops``.
+Nothing here prints: the timing lines go to ``say`` when the caller passes one (a notebook passes
+``print``), the stand-in notes to the lab kit's; the timings are kept in ``Ladder.gflops`` and
+``Ladder.measurements``.
 """
 
 from __future__ import annotations
@@ -59,6 +67,11 @@ __all__ = [
     "reference_matmul_numba_ijk",
     "reference_matmul_numba_ikj",
     "reference_matmul_tiled",
+    "reference_inner_strides",
+    "LOOP_ORDERS",
+    "loop_order_source",
+    "loop_order_kernel",
+    "demo_matmul_tiled_absolute",
     "RUNG_FUNCTIONS",
     "WrongResult",
     "Measurement",
@@ -232,11 +245,79 @@ def _numba_tiled(A, B, tile):
     return C
 
 
+def _numba_tiled_absolute(A, B, tile):
+    """The tiled kernel with absolute indices in the inner loops (no row views): correct, but numba keeps
+    Python's negative-index test in the loop (it cannot prove j >= 0), so LLVM does not vectorize it."""
+    M, K = A.shape
+    N = B.shape[1]
+    C = np.zeros((M, N), dtype=A.dtype)
+    Bt = np.empty((tile, tile), dtype=B.dtype)
+    for j0 in range(0, N, tile):
+        j1 = min(j0 + tile, N)
+        for k0 in range(0, K, tile):
+            k1 = min(k0 + tile, K)
+            for k in range(k0, k1):
+                for j in range(j0, j1):
+                    Bt[k - k0, j - j0] = B[k, j]
+            for i in range(M):
+                for k in range(k0, k1):
+                    a = A[i, k]
+                    for j in range(j0, j1):
+                        C[i, j] += a * Bt[k - k0, j - j0]
+    return C
+
+
 _NUMBA_REFERENCES = {
     "reference_matmul_numba_ijk": _numba_ijk,
     "reference_matmul_numba_ikj": _numba_ikj,
     "reference_matmul_tiled": _numba_tiled,
+    "demo_matmul_tiled_absolute": _numba_tiled_absolute,
 }
+
+
+def reference_inner_strides(order: str, n: int) -> tuple[int, int, int]:
+    """Reference for exercise 3: by how many elements A[i, k], B[k, j] and C[i, j] move when the innermost
+    loop of ``order`` (outer to inner, e.g. "ijk") steps by one, on n x n row-major matrices."""
+    inner = order[-1]
+
+    def stride(row: str, col: str) -> int:
+        return n if inner == row else 1 if inner == col else 0
+
+    return stride("i", "k"), stride("k", "j"), stride("i", "j")
+
+
+# ## The six loop orders, from one template (section 6 of the lab)
+
+LOOP_ORDERS = ("ijk", "ikj", "jik", "jki", "kij", "kji")
+_LOOP_ORDER_TEMPLATE = '''def matmul_{order}(A, B):
+    M, K = A.shape
+    N = B.shape[1]
+    C = np.zeros((M, N), dtype=A.dtype)
+    for {0} in range({n0}):
+        for {1} in range({n1}):
+            for {2} in range({n2}):
+                C[i, j] += A[i, k] * B[k, j]
+    return C
+'''
+_SIZE_OF = {"i": "M", "k": "K", "j": "N"}
+
+
+def loop_order_source(order: str) -> str:
+    """The Python source of the matmul with its loops in ``order`` (outer to inner), the body always
+    ``C[i, j] += A[i, k] * B[k, j]``."""
+    if sorted(order) != ["i", "j", "k"]:
+        raise ValueError(f"a loop order is i, j and k once each, e.g. 'ikj'; got {order!r}")
+    return _LOOP_ORDER_TEMPLATE.format(*order, order=order, **{f"n{d}": _SIZE_OF[c] for d, c in enumerate(order)})
+
+
+@functools.lru_cache(maxsize=None)
+def loop_order_kernel(order: str) -> Callable[..., np.ndarray]:
+    """The matmul of :func:`loop_order_source`, compiled by numba (on its first call)."""
+    from numba import njit
+
+    namespace: dict[str, Any] = {"np": np}
+    exec(loop_order_source(order), namespace)
+    return njit(namespace[f"matmul_{order}"])
 
 
 @functools.lru_cache(maxsize=None)

@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from sweatlab.topics.ladder import gamma  # the bound the lab's harness checks every rung with
+from sweatlab.topics.ladder import reference_inner_strides
 from sweatlab.kit.checks import RandomArray, Tester, public_test
 
 LAB = "01_matmul"
@@ -128,21 +129,12 @@ _register_matmul_tests("ijk", "matmul_ijk", as_lists=True)
 # strides: what the innermost loop does to each address
 # ---------------------------------------------------------------------------------------------
 
-def _strides(order: str, n: int) -> list[int]:
-    inner = order[2]
-    index = {"A": "ik", "B": "kj", "C": "ij"}
-    out = []
-    for name in "ABC":
-        row, col = index[name]
-        out.append(n if inner == row else 1 if inner == col else 0)
-    return out
-
-
 def _expect_strides(t: Tester, order: str, n: int) -> None:
     got = t.call("inner_strides", order, n)
     if isinstance(got, list):
         got = [int(v) if isinstance(v, float) and v.is_integer() else v for v in got]
-    t.expect_equal(got, _strides(order, n), what=f"inner_strides({order!r}, {n}) as (A, B, C)",
+    t.expect_equal(got, list(reference_inner_strides(order, n)),
+                   what=f"inner_strides({order!r}, {n}) as (A, B, C)",
                    hint="the innermost loop is the last letter; in row-major storage element [r, c] sits at "
                         "r*n + c, so a step in the column index moves 1, in the row index n, and an index "
                         "that does not appear in the element moves 0")
