@@ -39,7 +39,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from sweatlab.kit import open_lab
-from sweatlab.measure import energy, records, roofline
+from sweatlab.measure import energy, energy_data, records, roofline
 from sweatlab.measure.config import pick, quick
 from sweatlab.measure.hardware import describe
 from sweatlab.measure.timing import bench, format_seconds
@@ -324,24 +324,24 @@ ax.legend(fontsize=9);
 # 4.8 TB/s and 700 W.
 
 # %% sweat={"id": "h200-table", "role": "demo"}
-print(f"provenance: {D.GPU_SERVER_PROVENANCE}\n")
+print(f"provenance: {energy_data.GPU_SERVER_PROVENANCE}\n")
 h200 = D.device("NVIDIA H200 SXM (datasheet)")
 h200_rows = []
 print(f"{'how':34s} {'batch':>6s} {'tokens/s':>10s} {'J per token':>12s} {'model J/token':>14s} {'measured/model':>15s}")
 for key in ("decode, framework generate", "decode, CUDA graph"):
-    for run in D.SHIPPED_H200[key]:
+    for run in energy_data.SHIPPED_H200[key]:
         pred = D.predict(h200, D.Workload("decode", D.GPT2_SMALL_PARAMS, run.batch, "bf16"))
         ratio = run.joules_per_input / pred.joules_per_input
         h200_rows.append((key, run, pred))
         print(f"{key:34s} {run.batch:6d} {run.per_second:10,.1f} {run.joules_per_input:12.4g} "
               f"{pred.joules_per_input:14.3g} {ratio:14,.0f}x")
-gen1 = D.SHIPPED_H200["decode, framework generate"][0]
-idle_lo, idle_hi = D.H200_IDLE_W
+gen1 = energy_data.SHIPPED_H200["decode, framework generate"][0]
+idle_lo, idle_hi = energy_data.H200_IDLE_W
 idle_share_j = idle_lo / gen1.per_second
 print(f"\nidle board power (same machine): {idle_lo:.0f}-{idle_hi:.0f} W. At batch 1 through generate, "
       f"{gen1.per_second:g} tokens/s at about {gen1.watts:.0f} W: {idle_lo:.0f} W / {gen1.per_second:g} tokens/s "
       f"= {idle_share_j:.1f} J of the {gen1.joules_per_input:g} J per token is the board idling")
-graph1 = D.SHIPPED_H200["decode, CUDA graph"][0]
+graph1 = energy_data.SHIPPED_H200["decode, CUDA graph"][0]
 print(f"the same weights as a CUDA graph: {graph1.per_second / gen1.per_second:,.0f}x the tokens per second, "
       f"{gen1.joules_per_input / graph1.joules_per_input:,.0f}x fewer joules per token")
 gen1_model = h200_rows[0][2]  # the model's prediction for generate's batch-1 row
@@ -352,14 +352,14 @@ lab.quote("h200_generate_over_model", gen1.joules_per_input / gen1_model.joules_
 
 # %% sweat={"id": "h200-plot", "role": "demo"}
 fig_h200, ax = plt.subplots(figsize=(9, 5.5), layout="constrained")
-mlp_runs = D.SHIPPED_H200["MLP, CUDA graph"]
+mlp_runs = energy_data.SHIPPED_H200["MLP, CUDA graph"]
 batches = np.array([r.batch for r in mlp_runs])
 ax.plot(batches, [r.joules_per_input for r in mlp_runs], "o-", color="tab:red",
         label="MLP 4x4096 bf16, CUDA graph: measured (board energy)")
-model_j = [D.predict(h200, D.Workload("MLP", D.MLP_PARAMS, int(b), "bf16")).joules_per_input for b in batches]
+model_j = [D.predict(h200, D.Workload("MLP", energy_data.MLP_PARAMS, int(b), "bf16")).joules_per_input for b in batches]
 ax.plot(batches, model_j, "s--", color="tab:red", mfc="white", label="same MLP: model at 4.8 TB/s, 989 TFLOP/s, 700 W")
 for key, style, colour in (("decode, framework generate", "^-", "tab:purple"), ("decode, CUDA graph", "v-", "tab:blue")):
-    runs = D.SHIPPED_H200[key]
+    runs = energy_data.SHIPPED_H200[key]
     ax.plot([r.batch for r in runs], [r.joules_per_input for r in runs], style, color=colour,
             label=f"GPT-2 small decode, {key.split(', ')[1]}: measured")
 dec_b = np.array([1, 16, 64, 256])
@@ -561,9 +561,9 @@ if HAVE_CUDA:
 else:
     print("no NVIDIA GPU visible to PyTorch here (torch.cuda.is_available() is False): nothing measured.")
     print("shipped instead (H200 SXM, CUDA graph, board energy; provenance in section 4):")
-    for r in D.SHIPPED_H200["MLP, CUDA graph"]:
+    for r in energy_data.SHIPPED_H200["MLP, CUDA graph"]:
         if r.batch in (1, 256):
-            pred = D.predict(h200, D.Workload("MLP", D.MLP_PARAMS, r.batch, "bf16"))
+            pred = D.predict(h200, D.Workload("MLP", energy_data.MLP_PARAMS, r.batch, "bf16"))
             print(f"  MLP 4x4096 bf16, batch {r.batch:4d}: measured {r.per_second:10,.0f} inferences/s, "
                   f"{1 / r.joules_per_input:7,.0f} inferences/J at {r.watts:.0f} W | model {pred.per_second:10,.0f}/s, "
                   f"{pred.per_joule:7,.0f}/J at 700 W")

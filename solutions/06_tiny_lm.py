@@ -55,10 +55,10 @@ import numpy as np
 import torch
 
 from sweatlab.kit import open_lab
-from sweatlab.measure import config, records, roofline
+from sweatlab.measure import config, energy_data, records, roofline
 from sweatlab.measure.hardware import describe
 from sweatlab.topics import serve
-from sweatlab.topics.tinylm import corpus, gpu_server, onnx_export, quantized, tensor_parallel, weights
+from sweatlab.topics.tinylm import corpus, onnx_export, quantized, tensor_parallel, weights
 from sweatlab.topics.tinylm.model import SPEED, Config, generate, n_params, random_model, to_numpy, weight_bytes
 from sweatlab.topics.tinylm.numpy_decoder import numpy_step
 
@@ -582,9 +582,11 @@ xs = [b for b in BATCHES if batch_rows[b]["j_per_token"] is not None]
 if xs:
     ax.plot(xs, [batch_rows[b]["j_per_token"] for b in xs], "o-",
             label=f"this CPU, speed model {n_params(speed) / 1e6:.1f} M, fp32 ({batch_rows[xs[0]]['kind']})")
-ax.plot([b for b, _, _ in gpu_server.GENERATE], [j for _, _, j in gpu_server.GENERATE], "s--",
+GENERATE = energy_data.SHIPPED_H200["decode, framework generate"]
+GRAPH_BF16, GRAPH_FP32 = energy_data.SHIPPED_H200["decode, CUDA graph"], energy_data.SHIPPED_H200["decode, CUDA graph, fp32"]
+ax.plot([r.batch for r in GENERATE], [r.joules_per_input for r in GENERATE], "s--",
         label="H200, framework generate, GPT-2 124 M bf16 (measured)")
-ax.plot([b for d, b, _, _ in gpu_server.GRAPH if d == "bf16"], [j for d, _, _, j in gpu_server.GRAPH if d == "bf16"],
+ax.plot([r.batch for r in GRAPH_BF16], [r.joules_per_input for r in GRAPH_BF16],
         "^:", label="H200, CUDA graph, GPT-2 124 M bf16 (measured)")
 ax.set_xscale("log")
 ax.set_yscale("log")
@@ -595,14 +597,16 @@ ax.set_ylabel("joules per token (log scale); less is better")
 ax.set_title("Energy per token: this CPU vs a measured GPU server")
 ax.legend(fontsize=8)
 plt.show()
-print("GPU server:", gpu_server.PROVENANCE)
-for b, tps, j in gpu_server.GENERATE:
-    print(f"  framework generate, batch {b:3d}: {tps:8.1f} tokens/s, {j} J per token (board only)")
-for d, b, tps, j in gpu_server.GRAPH:
-    print(f"  CUDA graph {d}, batch {b:3d}: {tps:9.0f} tokens/s, {j} J per token (board only)")
+print("GPU server:", energy_data.GPU_SERVER_PROVENANCE)
+for r in GENERATE:
+    print(f"  framework generate, batch {r.batch:3d}: {r.per_second:8.1f} tokens/s, {r.joules_per_input} J per token "
+          "(board only)")
+for dtype, runs in (("bf16", GRAPH_BF16), ("fp32", GRAPH_FP32)):
+    for r in runs:
+        print(f"  CUDA graph {dtype}, batch {r.batch:3d}: {r.per_second:9.0f} tokens/s, {r.joules_per_input} J per "
+              "token (board only)")
 # the shipped measurements' own ratio at batch 1: the framework's joules per token over the CUDA graph's
-lab.quote("gpu_overhead_x", gpu_server.GENERATE[0][2] / [j for d, b, _, j in gpu_server.GRAPH if (d, b) == ("bf16", 1)][0],
-          "{:.0f}x");
+lab.quote("gpu_overhead_x", GENERATE[0].joules_per_input / GRAPH_BF16[0].joules_per_input, "{:.0f}x");
 
 # %% [markdown] sweat={"id": "gpu-read"}
 # **Reading the comparison.** The models differ ({{speed_params}} here, 124 M there), so compare orders of

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from sweatlab.topics import devices as D
-from sweatlab.measure import energy
+from sweatlab.measure import energy, energy_data
 
 
 def test_every_figure_has_a_value_a_unit_a_source_and_a_kind():
@@ -147,7 +147,7 @@ def test_this_machine_row():
 
 
 def test_shipped_h200_runs_carry_provenance():
-    for runs in D.SHIPPED_H200.values():
+    for runs in energy_data.SHIPPED_H200.values():
         for r in runs:
             assert r.kind == "shipped measurement" and "NVML" in r.provenance
 

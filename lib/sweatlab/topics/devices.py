@@ -22,20 +22,25 @@ Every figure says what it is:
 
 The model is the roofline of Williams, Waterman & Patterson (CACM 2009): a step of F FLOPs that
 moves B bytes takes at least max(F / peak, B / bandwidth); energy = that time x the device's
-power figure. It leaves out what the measurements in ``SHIPPED_H200`` show matters: launch and
+power figure. It leaves out what the shipped measurements (``sweatlab.measure.energy_data.SHIPPED_H200``) show matters: launch and
 host overhead, idle power, and kernels that do not reach the peak.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
+
+from sweatlab.measure.energy_data import GPU_SERVER_PROVENANCE, MLP_PARAMS, SHIPPED
+
+_H200 = {m.work: m for m in SHIPPED if m.device == "H200 GPU"}  # the shipped kernel measurements, one place
+_INT8_MM, _GEMV32 = "int8 matmul (torch._int_mm), n = 8192", "fp32 matrix-vector product, n = 8192"
 
 __all__ = ["Figure", "Device", "DEVICES", "device", "this_machine", "Workload", "WORKLOADS", "Prediction",
            "predict", "compute_bound_batch", "bytes_per_token", "tokens_per_joule", "step_model",
            "choose_device", "BYTES_PER_PARAM", "PRECISIONS", "TPU_PAPER", "tpu_ratios",
-           "SHIPPED_H200", "GPU_SERVER_PROVENANCE", "chinchilla_optimal", "HERNANDEZ_BROWN",
+           "chinchilla_optimal", "HERNANDEZ_BROWN",
            "measure_energy", "plot_rooflines"]
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -150,10 +155,6 @@ AWS_G3 = ("AWS Graviton getting-started guide (https://github.com/aws/aws-gravit
           "64 Neoverse-V1 cores at 2.6 GHz, 2 x 256-bit SVE, 8 channels of DDR5-4800")
 APPLE_M2 = ("Apple newsroom, \"Apple unveils M2\", 2022-06-06 (https://www.apple.com/newsroom/2022/06/"
             "apple-unveils-m2-with-breakthrough-performance-and-capabilities/), as mirrored by press pages")
-GPU_SERVER_PROVENANCE = (
-    "measured once for this course on a cloud VM, 2026-11-29: one NVIDIA H200 SXM (700 W limit) with NVML's "
-    "total-energy counter (board only: not host CPU, memory, fans or cooling), host 16 vCPUs of an Intel Xeon with "
-    "AMX; one run each")
 
 
 def _f(value: float, unit: str, source: str, kind: str, primary: bool, dense: bool | None = None,
@@ -213,15 +214,16 @@ DEVICES: tuple[Device, ...] = (
            _f(4_800, "GB/s", NV_H200, "peak", False),
            _f(700, "W", NV_H200, "TDP", False, note="maximum board power")),
     Device("NVIDIA H200 SXM (measured)", "GPU",
-           {"fp32": _f(51_000, "GFLOP/s", GPU_SERVER_PROVENANCE, "measured", True, True,
-                       "torch matmul n = 8192, TF32 off, at 709 W"),
-            "bf16": _f(651_000, "GFLOP/s", GPU_SERVER_PROVENANCE, "measured", True, True,
-                       "torch matmul n = 8192, at 713 W"),
-            "int8": _f(128_000, "GOP/s", GPU_SERVER_PROVENANCE, "measured", True, True,
-                       "torch._int_mm n = 8192, at 386 W: not the tuned int8 kernel")},
-           _f(3_840, "GB/s", GPU_SERVER_PROVENANCE, "measured", True,
-              note="fp32 matrix-vector product n = 8192: 1.92 TFLOP/s x 2 bytes per FLOP"),
-           _f(713, "W", GPU_SERVER_PROVENANCE, "measured", True, note="board power during the bf16 matmul")),
+           {"fp32": _f(_H200["fp32 matmul, n = 8192 (TF32 off)"].gflops, "GFLOP/s", GPU_SERVER_PROVENANCE, "measured",
+                       True, True, f"torch matmul n = 8192, TF32 off, at {_H200['fp32 matmul, n = 8192 (TF32 off)'].watts:g} W"),
+            "bf16": _f(_H200["bf16 matmul, n = 8192"].gflops, "GFLOP/s", GPU_SERVER_PROVENANCE, "measured", True, True,
+                       f"torch matmul n = 8192, at {_H200['bf16 matmul, n = 8192'].watts:g} W"),
+            "int8": _f(_H200[_INT8_MM].gflops, "GOP/s", GPU_SERVER_PROVENANCE, "measured", True, True,
+                       f"torch._int_mm n = 8192, at {_H200[_INT8_MM].watts:g} W: not the tuned int8 kernel")},
+           _f(_H200[_GEMV32].gflops * 2, "GB/s", GPU_SERVER_PROVENANCE, "measured", True,
+              note=f"fp32 matrix-vector product n = 8192: {_H200[_GEMV32].gflops / 1e3:g} TFLOP/s x 2 bytes per FLOP"),
+           _f(_H200["bf16 matmul, n = 8192"].watts, "W", GPU_SERVER_PROVENANCE, "measured", True,
+              note="board power during the bf16 matmul")),
     # --- TPUs -------------------------------------------------------------------------------------
     Device("Google TPU v4 (per chip)", "TPU",
            _peaks(GCP_V4, True, bf16=275_000, int8=275_000),
@@ -326,7 +328,6 @@ class Workload:
         return replace(self, precision=precision)
 
 
-MLP_PARAMS = 4 * 4096 * 4096  # 4 x Linear(4096, 4096), as measured on the H200 server (67 M weights)
 GPT2_SMALL_PARAMS = 124e6  # GPT-2 small, the model of the H200 decode measurements
 
 
@@ -412,42 +413,6 @@ def choose_device(options: Iterable[Mapping[str, Any]], latency_budget_s: float,
     joules; None when none meets both."""
     ok = [o for o in options if o["seconds"] <= latency_budget_s and o["joules"] <= energy_budget_j]
     return min(ok, key=lambda o: o["joules"])["name"] if ok else None
-
-
-# ---------------------------------------------------------------------------------------------
-# Shipped measurements of the H200 server (research note), for the measured-vs-model comparison
-# ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ShippedRun:
-    what: str
-    batch: int
-    per_second: float  # tokens or inferences per second
-    joules_per_input: float | None
-    watts: float | None
-    kind: str = "shipped measurement"
-    provenance: str = GPU_SERVER_PROVENANCE
-
-
-SHIPPED_H200: dict[str, tuple[ShippedRun, ...]] = {
-    # GPT-2 small (124 M) decode, bf16: a framework's generate, and the same weights as a CUDA graph
-    "decode, framework generate": (
-        ShippedRun("generate, bf16", 1, 15.5, 8.4, 130.0),
-        ShippedRun("generate, bf16", 16, 275.0, 0.47, None),
-        ShippedRun("generate, bf16", 256, 3_127.0, 0.045, None),
-    ),
-    "decode, CUDA graph": (
-        ShippedRun("matrix-vector chain as a CUDA graph, bf16", 1, 3_695.0, 0.077, 283.0),
-        ShippedRun("matrix-vector chain as a CUDA graph, bf16", 64, 174_731.0, 0.0019, 340.0),
-    ),
-    # 4 x Linear(4096, 4096), bf16, CUDA graph: inferences per second from TFLOP/s / (2 x 67.1 M)
-    "MLP, CUDA graph": tuple(
-        ShippedRun("MLP 4x4096 bf16, CUDA graph", b, tf * 1e12 / (2 * MLP_PARAMS), mj / 1e3, w)
-        for b, tf, w, mj in ((1, 2.31, 423, 24.6), (4, 8.64, 407, 6.32), (16, 33.6, 436, 1.75),
-                             (64, 145, 569, 0.527), (256, 415, 719, 0.233), (1024, 620, 724, 0.157),
-                             (4096, 632, 726, 0.154))),
-}
-H200_IDLE_W = (81.0, 83.0)  # idle board power, same provenance
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from sweatlab.measure import energy_data
+
 __all__ = [
     "qrange",
     "affine_params",
@@ -376,8 +378,7 @@ def weight_bytes(*arrays: Any) -> int:
 # Measured once on a GPU server (shipped, with provenance)
 # ---------------------------------------------------------------------------------------------
 
-GPU_PROVENANCE = ("NVIDIA H200 SXM (700 W limit), PyTorch 2.11 with CUDA 13, cloud VM, 2026-11-29: board energy from "
-                  "NVML's total-energy counter over about 2 s after a warm-up, one run each; board only")
+GPU_PROVENANCE = energy_data.SHIPPED_PROVENANCE
 
 
 @dataclass(frozen=True)
@@ -397,14 +398,27 @@ class ShippedFigure:
         return self.rate / self.watts
 
 
-GPU_SHIPPED: tuple[ShippedFigure, ...] = (
-    ShippedFigure("bf16 matmul, n = 8192", 651.0, "TFLOP/s", 713.0, "tensor cores, the tuned kernel"),
-    ShippedFigure("int8 matmul (torch._int_mm), n = 8192", 128.0, "TOPS", 386.0,
-                  "a generic int8 path, far below the datasheet's int8 rate"),
-    ShippedFigure("fp32 matrix-vector product, n = 8192", 1.92, "TFLOP/s", 715.0,
-                  "streams about 3.8 TB/s of fp32 weights: memory-bound at full board power"),
-    ShippedFigure("bf16 matrix-vector product, n = 8192", 3.49, "TFLOP/s", 560.0, "half the bytes per weight"),
-    ShippedFigure("decode, GPT-2-small-sized chain of matrix-vector products, fp32, batch 1", 2746.0, "tokens/s",
-                  385.0, "0.14 J per token"),
-    ShippedFigure("decode, same chain, bf16, batch 1", 3695.0, "tokens/s", 283.0, "0.077 J per token"),
-)
+def _gpu_shipped() -> tuple[ShippedFigure, ...]:
+    """Lab 03's view of the H200 figures that ship in :mod:`sweatlab.measure.energy_data` (one place for each)."""
+    kernel = {m.work: m for m in energy_data.SHIPPED}
+    bf16_mm, int8_mm = kernel["bf16 matmul, n = 8192"], kernel["int8 matmul (torch._int_mm), n = 8192"]
+    gemv32, gemv16 = kernel["fp32 matrix-vector product, n = 8192"], kernel["bf16 matrix-vector product, n = 8192"]
+    dec32 = energy_data.SHIPPED_H200["decode, CUDA graph, fp32"][0]
+    dec16 = energy_data.SHIPPED_H200["decode, CUDA graph"][0]
+    return (
+        ShippedFigure("bf16 matmul, n = 8192", bf16_mm.gflops / 1e3, "TFLOP/s", bf16_mm.watts,
+                      "tensor cores, the tuned kernel"),
+        ShippedFigure("int8 matmul (torch._int_mm), n = 8192", int8_mm.gflops / 1e3, "TOPS", int8_mm.watts,
+                      "a generic int8 path, far below the datasheet's int8 rate"),
+        ShippedFigure("fp32 matrix-vector product, n = 8192", gemv32.gflops / 1e3, "TFLOP/s", gemv32.watts,
+                      "streams about 3.8 TB/s of fp32 weights: memory-bound at full board power"),
+        ShippedFigure("bf16 matrix-vector product, n = 8192", gemv16.gflops / 1e3, "TFLOP/s", gemv16.watts,
+                      "half the bytes per weight"),
+        ShippedFigure("decode, GPT-2-small-sized chain of matrix-vector products, fp32, batch 1", dec32.per_second,
+                      "tokens/s", dec32.watts, f"{dec32.joules_per_input:g} J per token"),
+        ShippedFigure("decode, same chain, bf16, batch 1", dec16.per_second, "tokens/s", dec16.watts,
+                      f"{dec16.joules_per_input:g} J per token"),
+    )
+
+
+GPU_SHIPPED: tuple[ShippedFigure, ...] = _gpu_shipped()

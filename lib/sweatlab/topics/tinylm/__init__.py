@@ -8,7 +8,6 @@
     quantized        linear layers that keep int8 / int4 weights (the quantizer passed in)
     onnx_export      one decode step with a KV cache as an ONNX graph, and greedy decoding with it
     tensor_parallel  the model split across processes (Megatron-style, gloo): the workers and their launcher
-    gpu_server       shipped measurements of a GPU server (with their provenance)
 
 Two uses of the model:
 
