@@ -3,7 +3,7 @@
     lab.check("ex")          the public checks of one exercise, on this notebook's functions
     lab.mine("fn")           a callable: your fn, or the lab's labelled stand-in while fn is unwritten
     lab.pick("fn", *args)    (the function that answered, its value): for code that needs the function itself
-    lab.stand_in("fn")      the stand-in itself, noted and marked as used
+    lab.stand_in("fn")       the stand-in itself, noted and marked as used
     lab.label("fn", text)    text, marked " (stand-in)" when the latest call of fn used the stand-in
     lab.meter(cores_used)    a fresh energy meter: a sensor where there is one, the labelled estimate beside it
     lab.energy               the estimate's inputs (your TDP and core count: see sweatlab.measure.energy)
