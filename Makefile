@@ -95,7 +95,7 @@ selftest: $(STAMP)
 profile: $(STAMP)
 	$(SWEAT) profile
 
-# thin: the logic is lib/sweatlab/wheelhouse.py (standard library only, runs before any install)
+# thin: the logic is lib/sweatlab/tools/wheelhouse.py (standard library only, runs before any install)
 wheelhouse:
 	PYTHONPATH=lib $(PYTHON) -m sweatlab.tools.wheelhouse --dest "$(WHEELHOUSE)" --platforms "$(PLATFORMS)" --python "$(PYTHONS)" --torch-index "$(TORCH_INDEX)" $(foreach d,$(FIND_LINKS),--find-links "$(d)")
 

@@ -189,3 +189,12 @@ def test_the_record_lists_the_functions_a_stand_in_answered_for(monkeypatch, tmp
     fresh, _, _ = _lab_with(monkeypatch, [StandIn("add", 1, lambda: abs)], ns)
     fresh.mine("add")(1, 1)
     assert "stand_ins" not in fresh.record(total=2)
+
+
+def test_a_cell_quoting_only_shipped_data_is_not_credited_to_the_reference_machine():
+    figures = {"values": {"tpu": "30x", "mine": "2x"}, "data": ["tpu"], "machine": "Some CPU", "mode": "full"}
+    nb = _nb(nbformat.v4.new_markdown_cell("The paper gives {{tpu}}."),
+             nbformat.v4.new_markdown_cell("The paper gives {{tpu}}; this machine {{mine}}."))
+    F.fill_notebook(nb, figures, note=True)
+    assert "same on every machine" in nb.cells[0].source and "Some CPU" not in nb.cells[0].source
+    assert "Some CPU" in nb.cells[1].source

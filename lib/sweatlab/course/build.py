@@ -150,7 +150,8 @@ def execute_solution(course: Course, src: Path, quick: bool = True, timeout_s: i
             timeout_func=lambda cell: sweat_of(cell).get("timeout", timeout_s),
         )
         client.execute()
-        values = F.read_run_figures(Path(figures_path))
+        data: list[str] = []
+        values = F.read_run_figures(Path(figures_path), data)
     finally:
         os.environ.pop(F.FIGURES_ENV, None)
         Path(figures_path).unlink(missing_ok=True)
@@ -163,7 +164,7 @@ def execute_solution(course: Course, src: Path, quick: bool = True, timeout_s: i
     nb.metadata["language_info"] = {"name": "python"}
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
-    figures = {"machine": _machine_words(), "mode": "quick" if quick else "full", "values": values}
+    figures = {"machine": _machine_words(), "mode": "quick" if quick else "full", "values": values, "data": data}
     nb.metadata["sweat"] = {"figures": figures}
     missing = F.fill_notebook(nb, figures, note=False)
     out = course.solution_ipynb(src)

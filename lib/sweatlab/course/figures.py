@@ -27,6 +27,8 @@ PLACEHOLDER = re.compile(r"\{\{\s*([a-z][a-z0-9_]*)\s*\}\}")
 QUOTE = re.compile(r"<!--fig ([0-9]{2}_[a-z0-9_]+)\.([a-z][a-z0-9_]*)-->(.*?)<!--/fig-->", re.S)
 LAB_NOTE = ("<small><i>Figures in this cell come from the course's shipped run of the solution on the reference "
             "machine ({machine}, {mode} mode); your run prints your own.</i></small>")
+DATA_NOTE = ("<small><i>Figures in this cell are computed from data the course ships with its sources; they are the "
+             "same on every machine.</i></small>")
 
 
 def placeholders(text: str) -> list[str]:
@@ -46,14 +48,17 @@ def fill(text: str, values: dict[str, str]) -> tuple[str, list[str]]:
     return PLACEHOLDER.sub(rep, text), missing
 
 
-def read_run_figures(path: Path) -> dict[str, str]:
-    """The figures a run wrote (one JSON line each; a later value of the same name wins)."""
+def read_run_figures(path: Path, data: list[str] | None = None) -> dict[str, str]:
+    """The figures a run wrote (one JSON line each; a later value of the same name wins). The names of
+    figures quoted from shipped data (``lab.quote(..., data=True)``) are appended to ``data``."""
     values: dict[str, str] = {}
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 entry = json.loads(line)
                 values[entry["name"]] = entry["text"]
+                if data is not None and entry.get("data") and entry["name"] not in data:
+                    data.append(entry["name"])
     return values
 
 
@@ -66,16 +71,18 @@ def figures_of(nb: nbformat.NotebookNode) -> dict[str, Any]:
 def fill_notebook(nb: nbformat.NotebookNode, figures: dict[str, Any], note: bool) -> list[str]:
     """Fill every markdown cell's placeholders in place; ``note`` closes each such cell with LAB_NOTE.
     Returns the placeholder names that have no figure (left as they are)."""
-    values = figures.get("values", {})
+    values, data = figures.get("values", {}), set(figures.get("data", ()))
     missing: list[str] = []
     for cell in nb.cells:
-        if cell.cell_type != "markdown" or not placeholders(cell.source):
+        names = placeholders(cell.source) if cell.cell_type == "markdown" else []
+        if not names:
             continue
         cell.source, gaps = fill(cell.source, values)
         missing += gaps
         if note:
-            cell.source = cell.source.rstrip("\n") + "\n\n" + LAB_NOTE.format(
+            text = DATA_NOTE if all(n in data for n in names) else LAB_NOTE.format(
                 machine=figures.get("machine", "unknown machine"), mode=figures.get("mode", "unknown"))
+            cell.source = cell.source.rstrip("\n") + "\n\n" + text
     return missing
 
 

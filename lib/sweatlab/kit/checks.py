@@ -598,7 +598,7 @@ def format_report(exercise: str, results: list[TestResult]) -> str:
 
 
 class LabChecks:
-    """The `check` a lab's notebook uses: ``check = LabChecks("01_matmul")`` then ``check("ijk")``."""
+    """The tests of one lab, run on a namespace (the kit's ``lab.check`` and ``sweatlab.kit.check`` use it)."""
 
     def __init__(self, lab: str):
         self.lab = lab  # the tests load on first use, so a notebook without them still runs

@@ -120,9 +120,11 @@ class Lab:
         return self.energy.meter(cores_used, **kwargs)
 
     # the run's figures, quoted by the prose
-    def quote(self, name: str, value: Any, fmt: str = "{:.3g}") -> str:
+    def quote(self, name: str, value: Any, fmt: str = "{:.3g}", data: bool = False) -> str:
         """The text ``fmt.format(value)``; while the solution executes, also saved as figure ``name``
-        for the placeholder ``{{name}}`` in the lab's prose (and the decks' and the guide's quotes)."""
+        for the placeholder ``{{name}}`` in the lab's prose (and the decks' and the guide's quotes).
+        ``data=True``: the figure comes from data the course ships (a datasheet, a paper, the shipped GPU
+        server), the same on every machine, so the blank lab does not call it the reference machine's."""
         if not name.replace("_", "").isalnum() or not name[:1].isalpha() or name.lower() != name:
             raise ValueError(f"figure name {name!r}: use lower-case letters, digits and _ (e.g. speedup_ikj)")
         text = fmt.format(value)
@@ -130,7 +132,7 @@ class Lab:
         if out:
             number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
             with open(out, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"name": name, "text": text, "value": number}) + "\n")
+                f.write(json.dumps({"name": name, "text": text, "value": number, "data": bool(data)}) + "\n")
         return text
 
     # the record for the class report
