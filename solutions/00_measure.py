@@ -17,10 +17,12 @@
 # **Prerequisites**: Python and numpy basics (arrays, `a @ b`, `dtype`). No maths beyond
 # multiplication; no GPU.
 #
-# **Time**: running every cell takes under a minute of compute: measured at 19-30 s in quick mode and
-# 37-42 s in full mode (the mode you work in) on 2-core AMD EPYC virtual machines (Zen 3 and Zen 4)
-# shared with another job (`sweatlab execute 00`, `sweatlab execute 00 --full`, several runs). The outputs
-# shipped with this notebook come from one full-mode run on the Zen 4 VM. Reading and the seven exercises are
+# **Time**: running every cell takes under a minute of compute, *measured*: 50 s in full mode (the mode
+# you work in; `sweatlab execute 00 --full`) in the course's shipped run, on a {{machine}}. Earlier
+# runs on 2-core AMD EPYC virtual machines (Zen 3 and Zen 4) shared with another job measured 19-30 s in
+# quick mode (`SWEAT_QUICK=1`, used by the tests; `sweatlab execute 00`) and 37-42 s in full mode (several
+# runs each). The solution's outputs and the figures quoted in this lab come from the course's shipped
+# run. Reading and the seven exercises are
 # *estimated* at 80-95 minutes for a newcomer: about 5-15 minutes per exercise (time_it and
 # kernel_cost take longest, the others are a line or two each once understood) plus about 30 minutes for
 # reading the sections and their plots. That is an estimate from the lab's size, not a timed class.
@@ -119,7 +121,7 @@ plain_log_ticks(right.xaxis);
 
 # %% [markdown] sweat={"id": "sec-naive-read"}
 # **Read the plots.** On most machines call 1 (red) stands well above the rest: the cell above
-# printed by how much on yours (in the course's reference run: {{first_call_x}} the
+# printed by how much on yours (in the shipped run: {{first_call_x}} the
 # median). Here the first call pays for memory: numpy asks the operating system for 8 MiB it has
 # never touched, and each fresh 4 KiB page costs a page fault on first write; later
 # calls reuse memory the allocator kept. Elsewhere the first call pays for lazy initialisation,
@@ -315,7 +317,7 @@ plain_log_ticks(ax.yaxis);
 # of the orange dots (separately) with the blue ones (interleaved), without and with neighbours:
 # the cell above printed each spread. When a burst of neighbour work lands on A's timing but not on
 # B's, the separate ratio is wrong by the size of that burst; in the interleaved pairs both sides see
-# nearly the same machine, so the burst cancels. In the course's reference run, the
+# nearly the same machine, so the burst cancels. In the shipped run, the
 # separate estimates under the bursts ranged {{ratio_separate_bursts}} (spread
 # {{ratio_separate_bursts_spread}}), the interleaved ones {{ratio_interleaved_bursts}}
 # ({{ratio_interleaved_bursts_spread}}). If your machine was quiet and the neighbours had little
@@ -370,6 +372,11 @@ else:  # not the one-minute load average: that still counts section 3's neighbou
     print(f"threads of other programs running right now: {others} on {CORES} cores "
           f"({'busy already: close other programs for steadier numbers' if others else 'quiet'})")
 
+
+def n_threads(t):
+    return f"{t} BLAS thread{'s' if t != 1 else ''}"
+
+
 oversub = {}
 for condition in ("as the machine is", "one BLAS neighbour"):
     noise = busy_neighbours(1, blas_threads=CORES) if condition != "as the machine is" else contextlib.nullcontext()
@@ -378,7 +385,7 @@ for condition in ("as the machine is", "one BLAS neighbour"):
             with threadpool_limits(t, user_api="blas"):
                 oversub[condition, t] = bench(lambda: a_thr @ b_thr, budget_s=pick(0.2, 0.4), min_runs=5)
 for (condition, t), r in oversub.items():
-    print(f"[timing] {condition:18s} {t} BLAS thread(s): median {format_seconds(r.median_s)} "
+    print(f"[timing] {condition:18s} {n_threads(t) + ':':16s} median {format_seconds(r.median_s)} "
           f"(IQR {format_seconds(r.iqr_s)}), {r.gflops(matmul_cost(n_thr, n_thr, n_thr).flops):.1f} GFLOP/s")
 for condition in ("as the machine is", "one BLAS neighbour"):
     times = {t: oversub[condition, t].median_s for t in thread_counts}
@@ -387,13 +394,13 @@ for condition in ("as the machine is", "one BLAS neighbour"):
     slowdown = f"{times[worst] / times[best]:.1f}x"
     if condition == "as the machine is":  # quoted by the text below
         alone_best, alone_worst = best, worst
-        lab.quote("threads_best", best, "{}")
-        lab.quote("threads_worst", worst, "{}")
+        lab.quote("threads_best", n_threads(best), "{}")  # "2 BLAS threads"
+        lab.quote("threads_worst", n_threads(worst), "{}")
         slowdown = lab.quote("threads_worst_x", times[worst] / times[best], "{:.1f}x")
-    print(f"{condition}: fastest with {best} thread(s); {worst} thread(s) took {slowdown} as long")
+    print(f"{condition}: fastest with {n_threads(best)}; {n_threads(worst)} took {slowdown} as long")
 neighbour_x = oversub["one BLAS neighbour", alone_worst].median_s / oversub["as the machine is", alone_best].median_s
-print(f"next to the neighbour, {alone_worst} thread(s) took {lab.quote('threads_neighbour_x', neighbour_x, '{:.1f}x')} "
-      f"as long as {alone_best} thread(s) alone")
+print(f"next to the neighbour, {n_threads(alone_worst)} took {lab.quote('threads_neighbour_x', neighbour_x, '{:.1f}x')} "
+      f"as long as {n_threads(alone_best)} alone")
 
 # %% sweat={"id": "oversub-plot", "role": "demo"}
 fig_threads, ax = plt.subplots(figsize=(9, 4), layout="constrained")
@@ -414,9 +421,9 @@ ax.legend();
 # %% [markdown] sweat={"id": "sec-threads-read"}
 # **Read the plot.** Each dot is one timed sample; the last lines printed above say which thread
 # count had the fastest median on your machine, as it is and next to a neighbour, and how much slower
-# the worst setting was (in the course's reference run: {{threads_best}} thread(s)
-# fastest as the machine was; {{threads_worst}} took {{threads_worst_x}} as long, and
-# {{threads_neighbour_x}} as long next to the neighbour). Look at the spread as well as the medians:
+# the worst setting was (in the shipped run: fastest with {{threads_best}} as the machine was;
+# {{threads_worst}} took {{threads_worst_x}} as long, and {{threads_neighbour_x}} as long next to the
+# neighbour). Look at the spread as well as the medians:
 # a setting whose samples scatter over a factor of ten is one you cannot rely on, even when its
 # median looks good. On an idle machine with several real cores, one BLAS thread per physical core
 # usually wins (SMT siblings share one core's vector units); with two threads per core, or a
@@ -555,10 +562,22 @@ for label, p, b in (("1 core", peak_1, bw_1), (f"{CORES} cores", peak_all, bw_al
           f"ridge at {roofline.ridge_intensity(p.gflops, b.gbs):.1f} FLOP/byte")
     for w in p.warnings + b.warnings:
         print(f"    warning: {w}")
-print(f"all cores vs one: compute {lab.quote('compute_scaling', peak_all.gflops / peak_1.gflops, 'x{:.2f}')}, "
-      f"bandwidth {lab.quote('bandwidth_scaling', bw_all.gbs / bw_1.gbs, 'x{:.2f}')}")
+compute_x, bandwidth_x = peak_all.gflops / peak_1.gflops, bw_all.gbs / bw_1.gbs
+if CORES == 1:
+    scaling = "one core only, so nothing to compare"
+elif bandwidth_x < 0.75 * compute_x:
+    scaling = "bandwidth gained much less than compute"
+elif bandwidth_x < 0.95 * compute_x:
+    scaling = "bandwidth gained somewhat less than compute"
+elif bandwidth_x <= 1.05 * compute_x:
+    scaling = "bandwidth gained about as much as compute"
+else:
+    scaling = "bandwidth gained more than compute"
+print(f"all cores vs one: compute {lab.quote('compute_scaling', compute_x, 'x{:.2f}')}, "
+      f"bandwidth {lab.quote('bandwidth_scaling', bandwidth_x, 'x{:.2f}')}: {lab.quote('scaling_verdict', scaling, '{}')}")
 for name, value in (("peak_1core", peak_1.gflops), ("bandwidth_1core", bw_1.gbs), ("peak_all", peak_all.gflops),
-                    ("bandwidth_all", bw_all.gbs)):  # as printed above; the deck quotes them
+                    ("bandwidth_all", bw_all.gbs),
+                    ("ridge_1core", roofline.ridge_intensity(peak_1.gflops, bw_1.gbs))):  # as printed above
     lab.quote(name, value, "{:.1f}")
 hw_1 = peak.hardware_peak("float32", describe(), cores=1)
 hw_all = peak.hardware_peak("float32", describe(), clock_=hw_1.clock, cores=CORES)
@@ -581,9 +600,11 @@ print("how the bandwidth was counted:", bw_1.accounting)
 
 # %% [markdown] sweat={"id": "sec-roofline-read"}
 # Peaks are the fastest run (as STREAM and HPL report them: the machine *can* do this); the medians
-# next to them show how much a typical run falls short on your machine right now. The last line
-# compares all cores with one: compute usually scales with cores, bandwidth much less, because the
-# cores share one memory system.
+# next to them show how much a typical run falls short on your machine right now. The line "all cores
+# vs one" compares the two measurements. Compute grows with every free core; bandwidth grows only until
+# the cores together saturate the one memory system they share, so on a machine with many cores it
+# gains much less than compute, while with two or four it may still nearly keep pace. In the shipped
+# run, compute gained {{compute_scaling}} and bandwidth {{bandwidth_scaling}}: {{scaling_verdict}}.
 #
 # ### Exercise 5: attainable GFLOP/s
 # Write `attainable_gflops(intensity, peak_gflops, bandwidth_gbs)`: the roofline's bound for a
@@ -633,7 +654,7 @@ check("bound_by")
 # | vector add | 2^13 floats (32 KiB each) | the same kernel, data small enough to stay in cache |
 # | dot product | 2^24 floats | memory-bound, reads only |
 # | matrix-vector | 8192 x 8192 (256 MiB) | memory-bound: every weight used once (like one token through a layer) |
-# | matmul | 64 x 64 | compute-bound by intensity, but tiny |
+# | matmul | 64 x 64 | compute-bound by intensity on most machines, but tiny |
 # | matmul | 1024 x 1024 (512 in quick mode) | compute-bound, large |
 #
 # ### Exercise 7: predict the time
@@ -702,8 +723,11 @@ print(f"{'kernel':16s} {'FLOP/byte':>9s} {'bound by':>8s} {'predicted':>10s} {'m
       f"{'time, predicted':>15s} {'measured':>9s}  verdict")
 l2_bytes = describe().cache_bytes.get("L2")
 small_bytes = 3 * n_small * 4
+roof_figures = {"add, DRAM": "roof_add_dram", "add, in cache": "roof_add_cache", "dot, DRAM": "roof_dot_dram",
+                f"matvec {n_mv}": "roof_matvec", "matmul 64": "roof_matmul_64", f"matmul {n_mm}": "roof_matmul_large"}
 for r in rows:
     share = r["measured"] / r["predicted"]
+    lab.quote(roof_figures[r["name"]], share, "{:.0%}")  # the share of its roof, as the table prints it
     if share > 1.1 and r["name"] == "add, in cache":
         where = f"the {l2_bytes // 1024} KiB L2 cache" if l2_bytes and l2_bytes >= small_bytes else "a cache"
         verdict = f"ABOVE the DRAM roof: its {small_bytes // 1024} KiB fit in {where}"
@@ -741,27 +765,33 @@ roofline.legend_below(ax)
 
 # %% [markdown] sweat={"id": "sec-predict-read"}
 # **Read the table and the plot**, kernel by kernel, with the verdicts printed above:
-# - **add and dot on data in DRAM** sit on the slanted roof: memory-bound, so the arithmetic is
-#   nearly free. If add lands somewhat below its roof, one reason is traffic the count leaves out:
+# - **add and dot on data in DRAM** are memory-bound: their roof is the slanted one, and the
+#   arithmetic is nearly free. If add lands further below its roof than dot (in the shipped run: add at
+#   {{roof_add_dram}} of its roof, dot at {{roof_dot_dram}}), one reason is traffic the count leaves out:
 #   writing `z` first reads each cache line of it into the cache (write-allocate), a fourth array of
 #   traffic on most x86 CPUs. A read-only kernel like dot does not pay that.
 # - **add in cache**: the roof uses *DRAM* bandwidth, but these arrays fit in a cache that is several
-#   times faster. If this point is above the slanted roof, that is why: the roofline holds for the
-#   memory level the data actually lives in. (Much smaller calls are held back instead by the fixed
-#   per-call overhead of Python and numpy, printed above the table.)
+#   times faster. If this point is above the slanted roof (in the shipped run: {{roof_add_cache}} of
+#   the DRAM roof), that is why: the roofline holds for the memory level the data actually lives in.
+#   (Much smaller calls are held back instead by the fixed per-call overhead of Python and numpy,
+#   printed above the table.)
 # - **matrix-vector** does 2 FLOPs per weight loaded: memory-bound, like one token of a language
-#   model passing through a layer (lab 06). Where it lands below its roof, the BLAS routine on your
-#   machine does not stream memory as well as the simple triad: the roof is a bound, not a promise.
+#   model passing through a layer (lab 06). Where it lands well below its roof (in the shipped run:
+#   {{roof_matvec}} of it), the BLAS routine on your machine does not stream memory as well as the
+#   simple triad: the roof is a bound, not a promise.
 #   In float32 that is 2 FLOPs per 4 bytes, 0.5 FLOP/byte, far left of the ridge: generating text one
 #   token at a time ("decode") is a chain of such products, so it runs at the memory roof whatever the
 #   compute peak. Store each weight in one byte (int8) and the same FLOPs move a quarter of the bytes:
 #   2 FLOP/byte, up to 4x faster on the same roof while the kernel stays memory-bound; 4 bits, 8x less
 #   traffic. Lab 03 measures how much of that a real kernel keeps.
-# - **matmul 64** is compute-bound by intensity, yet one call lasts only microseconds (the table's
-#   time column): fixed costs per call (Python, numpy, the BLAS's setup) are a large share of it.
+# - **matmul 64**, at 64/6 = 10.7 FLOP/byte, is compute-bound wherever that lies right of the ridge
+#   (the "bound by" column says for yours; the one-core ridge of the shipped run was {{ridge_1core}}
+#   FLOP/byte), yet one call lasts only microseconds (the table's time column): fixed costs per call
+#   (Python, numpy, the BLAS's setup) can be a large share of it. Compare its time with the per-call
+#   overhead printed above the table (in the shipped run it reached {{roof_matmul_64}} of its roof).
 # - **the large matmul** runs the same BLAS routine the peak was measured with (at a larger size), so
-#   it should come close to the flat roof; labs 01 and 02 are about how BLAS gets there and what it
-#   costs you not to.
+#   it should come close to the flat roof (in the shipped run: {{roof_matmul_large}} of it); labs 01
+#   and 02 are about how BLAS gets there and what it costs you not to.
 #
 # The dashed grey roof is all cores; section 6 printed how it compares with one core on your machine.
 # A percentage of peak means little until it says which roof, and how many cores.
@@ -981,8 +1011,8 @@ if os.environ.get("SWEAT_SLIDES_IMG"):
 # - One timed call is not a measurement: the first call pays one-off costs, later calls scatter.
 #   Warm up, repeat, report the **median** with its spread; batch calls shorter than ~100 clock reads.
 # - Decide A versus B with an **interleaved ratio**: noise that hits both sides of a pair cancels.
-# - **Threads** are a setting you must know and record; more threads than free cores makes BLAS
-#   slower, sometimes by an order of magnitude.
+# - **Threads** are a setting you must know and record; more threads than free cores
+#   can make BLAS slower, sometimes by an order of magnitude.
 # - Work divided by time gives a rate: FLOPs with a multiply-add as 2, bytes as compulsory traffic,
 #   their ratio the **arithmetic intensity**.
 # - Your machine's **roofline**, min(peak, bandwidth x intensity), predicts the best a kernel can do;

@@ -13,22 +13,21 @@
 # - measure a matmul in GFLOP/s (median of repeated runs) and say what fraction of the hardware peak and of
 #   BLAS's best it reaches;
 # - derive a float32 tolerance from the length k of the dot products, and check every kernel with it;
-# - explain with *strides*, SIMD and the latency of a dependent add why loop order barely matters in Python
-#   and matters tenfold or more in compiled code;
+# - explain with *strides*, SIMD and the latency of a dependent add why loop order matters little in Python
+#   and a great deal in compiled code;
 # - write the same product as pure Python, NumPy row operations, numba loops (ijk, ikj) and a cache-tiled kernel;
 # - say what is still missing between your best loop and BLAS (the subject of lab 02).
 #
 # **Prerequisites:** Python loops and lists, NumPy arrays and slicing. Lab 00 (timing, FLOPs,
 # peak) helps; this lab repeats what it needs.
 #
-# **Time.** Compute, *measured* by running this notebook top to bottom on 2-core AMD EPYC virtual
-# machines shared with other jobs: 27-32 s in quick mode (`SWEAT_QUICK=1`, used by the tests) and
-# 85-88 s in full mode (the default when you run it) on a Zen 4 VM; on a Zen 3 VM an earlier version,
-# without exercise 7's speed check (about 6 s), took 35 s and 125 s (both CPUs *inferred*: the VMs
-# report only "AMD EPYC"; CPU family 25 with AVX-512 fits Zen 4, with AVX2 only Zen 3). The outputs shipped
-# with this notebook come from the full-mode run on the Zen 4 VM. The figures the text quotes from a run
-# are filled in from the run that made the notebook (in the blank lab: the shipped run, labelled so);
-# your own run prints yours beside them. Reading and the seven exercises: about 80 minutes,
+# **Time.** Compute, *measured* by running this notebook top to bottom on 2-core virtual machines
+# shared with other jobs: 106 s in full mode (the default when you run it) on an Intel Xeon VM with
+# AMX, the course's shipped run; on a 2-core AMD EPYC VM (Zen 4, *inferred*: the VM reports only
+# "AMD EPYC"; CPU family 25 with AVX-512 fits Zen 4), 27-32 s in quick mode (`SWEAT_QUICK=1`, used by
+# the tests) and 85-88 s in full mode. Exercise 7's speed check takes about 6 s of that. The solution's
+# outputs and the figures quoted in this lab come from the course's shipped run ({{machine}},
+# {{mode}} mode); your own run prints yours beside them. Reading and the seven exercises: about 80 minutes,
 # *estimated* from working through the blank lab once, allowing a newcomer about 25 minutes of reading,
 # 5-8 minutes per short exercise with one mistake to fix, and 20 minutes for the tiled kernel.
 # Plan a 90-minute slot.
@@ -104,7 +103,8 @@ for name, value in (("mode", "quick" if QUICK else "full"), ("n_common", N_COMMO
 # %% sweat={"id": "ceiling-measure", "role": "demo"}
 machine = hardware.describe()
 print(machine)
-lab.quote("machine", f"{machine.cpu_model or machine.arch}, {machine.usable_cores or 1} core(s)"
+cores = machine.usable_cores or 1
+lab.quote("machine", f"{machine.cpu_model or machine.arch}, {cores} core{'' if cores == 1 else 's'}"
                      + (", virtual machine" if machine.virtual_machine else ""), "{}")
 HW = peak.hardware_peak("float32", machine, cores=1)
 print(f"hardware peak, one core: {HW.formula()}")
@@ -393,12 +393,13 @@ print(f"[timing] pure Python: {ladder.label('ikj', 'python_ikj')} takes {py_ikj_
 lab.quote("py_ikj_vs_ijk", py_ikj_vs_ijk, "{:.2f}x")
 
 # %% [markdown] sweat={"id": "rows"}
-# The ratio above ({{py_ikj_vs_ijk}} in this run) is nowhere near the tenfold and more that loop order
-# makes in compiled code (section 6): in the interpreter, the tens of nanoseconds of overhead per
-# iteration (printed in section 3) hide whatever the memory system does. (A Python list of floats is not
-# even contiguous floats: it holds pointers to float objects scattered on the heap.) Strides will matter
-# as soon as the interpreter is gone: sections 5 and 6.
-#
+# The ratio above ({{py_ikj_vs_ijk}} in the shipped run) is far from the gap that loop order makes in
+# compiled code (section 6): in the interpreter, the overhead of each iteration ({{ns_per_iter}} ns in
+# the shipped run, section 3) hides most of what the memory system does. (A Python list of floats is
+# not even contiguous floats: it holds pointers to float objects scattered on the heap.) Strides will
+# matter as soon as the interpreter is gone: sections 5 and 6.
+
+# %% [markdown] sweat={"id": "sec-5"}
 # ## 5. NumPy over rows: let the library run the inner loop
 #
 # In ikj order the inner loop is `C[i, j] += a * B[k, j]` for all j: a whole row of C plus a number
@@ -441,10 +442,11 @@ lab.quote("rows_over_py", r_rows.gflops / r_py.gflops, "{:.0f}x")
 lab.quote("rows_pct_hw", 100 * r_rows.gflops / HW_GFLOPS, "{:.2g}%")
 
 # %% [markdown] sweat={"id": "compiled"}
-# A big step up ({{rows_over_py}} pure Python's ijk in this run), but each NumPy call still costs the time
-# printed above ({{rows_us}} µs here, mostly Python and NumPy call overhead) for only n multiply-adds of
-# work, and it makes a temporary array (`A[i, k] * B[k]`) each time.
-#
+# A big step up ({{rows_over_py}} pure Python's ijk in the shipped run), but each NumPy call still costs
+# the time printed above ({{rows_us}} µs in the shipped run, mostly Python and NumPy call overhead) for
+# only n multiply-adds of work, and it makes a temporary array (`A[i, k] * B[k]`) each time.
+
+# %% [markdown] sweat={"id": "sec-6"}
 # ## 6. Compiled loops: numba
 #
 # [numba](https://numba.readthedocs.io/) compiles a Python function to machine code with LLVM the
@@ -460,8 +462,8 @@ lab.quote("rows_pct_hw", 100 * r_rows.gflops / HW_GFLOPS, "{:.2g}%")
 # loop. The first call compiles (about a second). The check calls it on small matrices, then times it
 # against `matmul_numba_ijk` on 256 x 256 matrices, fresh ones each round, interleaved, checking every
 # result, and asks for at least 2x: far less than the gain you should see (section 6 measures it). The
-# course's grader, timing each call from outside its sandbox, measured 10.9-11.6x on the course's 2-core
-# VM in three runs (README, *Grading*).
+# course's grader, timing each call from outside its sandbox, measured 10.9-11.6x in three runs on a
+# 2-core AMD EPYC VM (Zen 4, inferred) (README, *Grading*).
 
 # %% sweat={"id": "ex-numba-ikj", "role": "answer", "exercise": "numba_ikj"}
 @njit
@@ -511,6 +513,11 @@ lab.quote("orders_max_x", max(fast_over_slow), "{:.0f}")
 lab.quote("orders_ikj_over_ijk", order_gflops["ikj"] / order_gflops["ijk"], "{:.0f}x")
 lab.quote("orders_ijk_gflops", order_gflops["ijk"], "{:.2f}")
 lab.quote("orders_b_kib", N_ORDERS**2 * 4 // 1024, "{:,}")
+l2_bytes = machine.cache_bytes.get("L2")  # None where the machine does not report it
+b_vs_l2 = ("not comparable with L2 (the machine does not report its size)" if not l2_bytes else
+           f"{'more than' if N_ORDERS**2 * 4 > l2_bytes else 'within'} the machine's L2 ({l2_bytes // 1024:,} KiB)")
+print(f"B at n = {N_ORDERS}: {N_ORDERS**2 * 4 // 1024:,} KiB, {b_vs_l2}")
+lab.quote("orders_b_vs_l2", b_vs_l2, "{}")
 lo, hi = min(ijk_over_colwise), max(ijk_over_colwise)
 span = f"{lo:.1f}x" if f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f}-{hi:.1f}x"
 lab.quote("colwise_vs_ijk", f"{span} slower than" if lo > 1 else f"{1 / hi:.2g}-{1 / lo:.2g}x the speed of", "{}")
@@ -535,7 +542,7 @@ ax.set(yscale="log", ylabel="GFLOP/s (log scale; median, bars = IQR)", xlim=(-0.
        title=f"Six loop orders, numba, float32, n = {N_ORDERS}, 1 thread (green: no stride n)");
 
 # %% [markdown] sweat={"id": "compiled-why"}
-# Read the bars. In this run (n = {{n_orders}}), the two orders whose inner loop has no stride n ran
+# Read the bars. In the shipped run (n = {{n_orders}}), the two orders whose inner loop has no stride n ran
 # **{{orders_min_x}}-{{orders_max_x}}x** faster than the other four (ikj over ijk: {{orders_ikj_over_ijk}}).
 # Strides are only part of the reason:
 # - **SIMD.** With stride 1 and no dependence between iterations of j, LLVM turns the inner loop of ikj
@@ -546,19 +553,22 @@ ax.set(yscale="log", ylabel="GFLOP/s (log scale; median, bars = IQR)", xlim=(-0.
 #   must keep that order: at best one step per latency of a floating-point add, 3 cycles on AMD's Zen
 #   cores and 4 on Intel Skylake-family cores in A. Fog's *Instruction tables* (Technical University of
 #   Denmark, 2022). The ladder's numba ijk rung, measured next, shows how close ijk comes to that pace
-#   where its matrices are small. At n = {{n_orders}} (these bars) B alone is {{orders_b_kib}} KiB: where
-#   that is more than L2, its columns no longer stay there and ijk slows down further
-#   ({{orders_ijk_gflops}} GFLOP/s in this run; the rung below gives it at n = {{n_common}}).
+#   where its matrices are small. At n = {{n_orders}} (these bars) B alone is {{orders_b_kib}} KiB: in
+#   the shipped run that was {{orders_b_vs_l2}}; the last line printed gives yours. Where B is larger
+#   than L2, its columns no longer stay there and ijk can slow down further. In these bars ijk ran
+#   {{orders_ijk_gflops}} GFLOP/s in the shipped run; the rung below measures it at n = {{n_common}},
+#   to compare.
 # - **Cache lines.** Memory moves in 64-byte lines (16 floats). A stride-1 loop uses all 16 floats of
 #   each line it loads; jki and kji step down columns of A *and* C, so every load and every store
-#   touches a new line: in this run they ran {{colwise_vs_ijk}} ijk.
+#   touches a new line: in the shipped run they ran {{colwise_vs_ijk}} ijk.
 #
-# ikj and kij have the same strides, yet in this run kij ran {{kij_vs_ikj}} ikj ({{kij_gflops}} against
-# {{ikj_gflops_orders}} GFLOP/s; 1.5x slower in an earlier run on a Zen 3 VM at n = 256). Where a
-# difference shows, it is traffic: ikj keeps row i of C in L1 for its whole k loop and streams rows of
-# B, which it only reads; kij holds one row of B and sweeps it over every row of C, so each (k, i) step
-# reads a row of C from beyond L1 and writes it back. Whether that costs time depends on how fast your
-# L2 refills L1; the lab does not count the traffic.
+# ikj and kij have the same strides; in the shipped run kij ran {{kij_vs_ikj}} ikj ({{kij_gflops}}
+# against {{ikj_gflops_orders}} GFLOP/s; 1.5x slower in an earlier run on a Zen 3 VM at n = 256). Their
+# traffic differs: ikj keeps row i of C in L1 for its whole k loop and streams rows of B, which it only
+# reads; kij holds one row of B and sweeps it over every row of C, so each (k, i) step reads a row of C
+# from beyond L1 and writes it back. Whether that extra traffic costs time depends on how fast your L2
+# refills L1, and a small difference either way can also come from how LLVM compiled each loop; the
+# lab does not count the traffic.
 #
 # Now the same two kernels as rungs of the ladder, at both sizes, and what one step of ijk's chain costs:
 
@@ -579,15 +589,25 @@ lab.quote("gf_numba_ijk", m_ijk.gflops, "{:.2f}")
 lab.quote("gf_numba_ikj", m_ikj.gflops, "{:.3g}")
 lab.quote("interpreter_x", m_ijk.gflops / r_py.gflops, "{:,.0f}x")
 lab.quote("ikj_over_ijk", m_ikj.gflops / m_ijk.gflops, "{:.0f}x")
+orders_over_rung = order_gflops["ijk"] / m_ijk.gflops  # the bars' ijk at N_ORDERS against this rung at N_COMMON
+lab.quote("ijk_orders_vs_rung", f"{orders_over_rung:.1f}x faster than" if orders_over_rung >= 1.1 else
+          f"{1 / orders_over_rung:.1f}x slower than" if orders_over_rung <= 1 / 1.1 else "as fast as (within 10%)",
+          "{}")
 
 # %% [markdown] sweat={"id": "compiled-read"}
-# Read the two lines. One step of numba ijk's chain took {{ijk_cycles_step}} cycles in this run
+# Read the two lines. One step of numba ijk's chain took {{ijk_cycles_step}} cycles in the shipped run
 # ({{ijk_ns_step}} ns at {{clock_ghz}} GHz). If the chain of dependent adds, not memory, sets its pace,
-# that is the latency of one floating-point add on this core (3 cycles on AMD's Zen cores and 4 on Intel
+# that is the latency of one floating-point add on that core (3 cycles on AMD's Zen cores and 4 on Intel
 # Skylake-family cores in Fog's tables; other cores differ): the test after the assembly times a chain
 # of adds alone, to compare. Compiling the same ijk loops made them {{interpreter_x}} faster than in
 # pure Python: that is the interpreter's cost. The stride-1 ikj order, compiled, is another
 # {{ikj_over_ijk}} faster than compiled ijk at n = {{n_common}}.
+#
+# Against the loop-order bars: at n = {{n_common}} this ijk rung ran {{gf_numba_ijk}} GFLOP/s in the
+# shipped run, and the bars' ijk at n = {{n_orders}} ran {{ijk_orders_vs_rung}} it (two kernels with the
+# same loops, timed by two harnesses, so only a large difference means much). Clearly slower at the
+# larger n suggests that memory joined the chain as a limit once B outgrew a cache; about as fast, or
+# faster, suggests that the chain of adds sets the pace at both sizes.
 
 # %% [markdown] sweat={"id": "asm-md"}
 # **Evidence, not faith.** "LLVM vectorised the ikj loop" is a claim about machine code, so read the
@@ -663,34 +683,37 @@ for chains, fn in ((1, dot_1_chain), (4, dot_4_chains), (8, dot_8_chains)):
     cycles_per_step = res.median_s * clock_ghz * 1e9 / (N_DOT / chains)
     print(f"[timing] {chains} chain(s): {chain_gflops[chains]:6.2f} GFLOP/s ({chain_gflops[chains] / chain_gflops[1]:.1f}x "
           f"one chain); {cycles_per_step:4.1f} cycles per step of each chain at {clock_ghz:.2f} GHz")
-print(f"one chain at 3 cycles per add (AMD Zen; 4 on Intel Skylake-family) allows {2 * clock_ghz / 3:.2f} GFLOP/s")
+chain1_cycles = 2 * clock_ghz / chain_gflops[1]  # cycles per step of the one chain: this core's add latency
+print(f"one chain at the {chain1_cycles:.1f} cycles per add measured here allows {chain_gflops[1]:.2f} GFLOP/s at "
+      f"{clock_ghz:.2f} GHz: the most any loop that waits on one add per step (numba ijk) can reach")
 eight_vs_four = chain_gflops[8] / chain_gflops[4]
-lab.quote("chain1_cycles", 2 * clock_ghz / chain_gflops[1], "{:.1f}")  # cycles per step of the one chain
+lab.quote("chain1_cycles", chain1_cycles, "{:.1f}")
 lab.quote("chain4_x", chain_gflops[4] / chain_gflops[1], "{:.1f}x")
 lab.quote("chain8_vs_4", "no faster than four" if eight_vs_four < 1.1 else f"{eight_vs_four:.1f}x faster than four",
           "{}")
-lab.quote("chain_bound_gflops", 2 * clock_ghz / 3, "{:.1f}")
-ijk_over_chain = step_ns * clock_ghz / (2 * clock_ghz / chain_gflops[1])  # numba ijk's step against one chain's
+lab.quote("chain1_gflops", chain_gflops[1], "{:.1f}")  # the bound one chain of adds sets, at this core's latency
+ijk_over_chain = step_ns * clock_ghz / chain1_cycles  # numba ijk's step against one chain's
 lab.quote("ijk_vs_chain", "about the pace of" if 0.75 <= ijk_over_chain <= 1.33 else
           f"{ijk_over_chain:.1f}x as slow as" if ijk_over_chain > 1.33 else f"{1 / ijk_over_chain:.1f}x faster than",
           "{}")
 
 # %% [markdown] sweat={"id": "chains-read"}
-# Read the lines. One chain runs one add at a time, each waiting for the last: in this run it took
-# {{chain1_cycles}} cycles per step at the clock section 1 measured, the latency of an add on this core
-# (the bound printed last assumes 3 cycles, AMD's Zen). Numba ijk's step in section 6 ran
-# {{ijk_vs_chain}} this chain alone. Four independent chains run faster on the same core ({{chain4_x}}
-# here), because their adds overlap in the pipeline; past some number of chains the rate stops rising
-# (eight chains here: {{chain8_vs_4}}), and the limit is then throughput (how many adds and loads the
-# core starts per cycle), not latency. That is the second half of why BLAS is fast: its micro-kernel
-# keeps many independent sums of C in registers (lab 02).
+# Read the lines. One chain runs one add at a time, each waiting for the last: in the shipped run it took
+# {{chain1_cycles}} cycles per step at the clock section 1 measured, the latency of an add on that core,
+# so one chain ran {{chain1_gflops}} GFLOP/s: the most that any loop waiting on one add per step can
+# reach at that clock (the last line printed). Numba ijk's step in section 6 ran {{ijk_vs_chain}} this
+# chain alone. Independent chains can go faster on the same core, because their adds overlap in the
+# pipeline: four chains ran {{chain4_x}} the rate of one in the shipped run. Past some number of chains
+# the rate stops rising (eight chains in the shipped run: {{chain8_vs_4}}), and the limit is then
+# throughput (how many adds and loads the core starts per cycle), not latency. That is the second half
+# of why BLAS is fast: its micro-kernel keeps many independent sums of C in registers (lab 02).
 
 # %% [markdown] sweat={"id": "tiling"}
 # ## 7. Cache tiling
 #
 # In ikj order each row i of A sweeps over **all of B**: at n = `N_LARGE` that is n²·4 bytes (1 MiB
-# at n = 512, 4 MiB at n = 1024), more than the L2 cache of most CPUs (this machine's is printed below),
-# so B is fetched from L3 or memory again for every row. **Tiling** cuts B into tile x tile blocks and
+# at n = 512, 4 MiB at n = 1024). Where that is more than the L2 cache (this machine's is printed
+# below), B is fetched from L3 or memory again for every row. **Tiling** cuts B into tile x tile blocks and
 # uses each block for *every* row of A while it is still in cache:
 #
 # ```
@@ -726,7 +749,7 @@ lab.quote("l2_size", f"{cache['L2'] // 1024:,} KiB" if cache.get("L2") else "unk
 # correct for any tile ≥ 1, including sizes that are not a multiple of tile and a tile larger than the matrix.
 # It must also pay off: the check times it (tile 128) against the library's untiled ikj on a
 # 32 x 6144 @ 6144 x 6144 product, whose B (144 MiB) is larger than the caches of the CPUs this course
-# runs on, and asks for at least 1.5x (about 3x on the course's Zen 4 VM when the check was set). That
+# runs on, and asks for at least 1.5x (about 3x on a 2-core AMD EPYC VM, Zen 4, when the check was set). That
 # check takes a few seconds: it makes fresh inputs for every timed round.
 
 # %% sweat={"id": "ex-tiled", "role": "answer", "exercise": "tiled"}
@@ -856,9 +879,9 @@ lab.quote("trap_x", slow.median_s / fast.median_s, "{:.0f}x")
 
 # %% [markdown] sweat={"id": "tiling-rung-md"}
 # Compare the best tile with the dashed line (untiled ikj). How much tiling buys depends on n and on
-# the caches: nothing while B fits in L2 anyway, more once it does not; less where a large, fast L3
-# feeds the untiled loop well enough, more where L3 is small or slow per core. The sweep on *your*
-# machine is the answer for your machine. The tiled rung of the ladder uses the best tile, at both sizes:
+# the caches: less while B fits in L2 anyway (the tile then saves only trips to L2), more once it does
+# not; less where a large, fast L3 feeds the untiled loop well enough, more where L3 is small or slow
+# per core. The sweep on *your* machine is the answer for your machine. The tiled rung of the ladder uses the best tile, at both sizes:
 
 # %% sweat={"id": "tiling-measure", "role": "demo"}
 for n in (N_COMMON, N_LARGE):
@@ -1044,24 +1067,25 @@ lab.quote("b_large_mib", N_LARGE**2 * 4 / 2**20, "{:g}")
 # Read the ladder (the plot and the table above, both measured in this session):
 # - **Pure Python → NumPy rows → numba ijk**: taking the interpreter out of the inner loop, then out of
 #   all loops: the biggest steps on the ladder. `python_ijk` to `numba_ijk` is the same loops without
-#   the interpreter, so its ratio in the table ({{interpreter_x}} in this run) is the interpreter's cost;
+#   the interpreter, so its ratio in the table ({{interpreter_x}} in the shipped run) is the interpreter's cost;
 #   everything after it is SIMD and memory order.
 # - **numba ijk → ikj**: the same compiled code with a stride-1 inner loop that vectorizes and has no
-#   dependent add chain: another {{ikj_over_ijk}} in this run at n = {{n_common}} (section 6).
-# - **The whole span** printed under the table ({{span_x}} in this run) compares float64 Python with
-#   float32 BLAS. Like with like, against BLAS in float64 (on the same line), it is {{span_f64_x}}:
-#   float32 BLAS ran {{f32_over_f64}} faster than float64 BLAS here (a vector instruction holds twice as
-#   many float32 numbers as float64 ones).
-# - **ikj → tiled**: a gain that depends on your caches and on the tile (section 7): in this run
+#   dependent add chain: another {{ikj_over_ijk}} in the shipped run at n = {{n_common}} (section 6).
+# - **The whole span** printed under the table ({{span_x}} in the shipped run) compares float64 Python
+#   with float32 BLAS. Like with like, against BLAS in float64 (on the same line), it is {{span_f64_x}}:
+#   float32 BLAS ran {{f32_over_f64}} faster than float64 BLAS in the shipped run (a vector instruction
+#   holds twice as many float32 numbers as float64 ones).
+# - **ikj → tiled**: a gain that depends on your caches and on the tile (section 7): in the shipped run
 #   {{tiled_gain_common}} at n = {{n_common}} and {{tiled_gain_large}} at n = {{n_large}}, with the best
-#   tile from the sweep. While B fits in L2 there is nothing to gain.
+#   tile from the sweep. While B fits in L2 the tile saves only trips to L2, so the gain is usually
+#   smaller; it grows once B outgrows L2.
 # - **On the roofline** every untiled rung has the same modelled intensity, about 0.5 FLOP/byte, yet
-#   their speeds span three orders of magnitude: up to numba ijk, the interpreter and scalar code hold
+#   their speeds span orders of magnitude: up to numba ijk, the interpreter and scalar code hold
 #   them back, not memory. Where numba ikj "needs" more than the memory roof gives, its B
-#   ({{b_large_mib}} MiB at n = {{n_large}}) is being served by a cache (L3); once B is larger than L3, as
-#   in exercise 7's speed check (B of 144 MiB), ikj drops to the memory roof and tiling wins by about 3x
-#   (measured on the course's Zen 4 VM when that check was set). The tiled kernel is far from its memory
-#   roof; its limit is one level up, where it moves 0.5 FLOP/byte again (its second row in the table):
+#   ({{b_large_mib}} MiB at n = {{n_large}}) is being served by a cache (L2 or L3); once B is larger than
+#   L3, as in exercise 7's speed check (B of 144 MiB), ikj drops to the memory roof and tiling wins by
+#   about 3x (measured on a 2-core AMD EPYC VM, Zen 4, when that check was set). The tiled kernel is far
+#   from its memory roof; its limit is one level up, where it moves 0.5 FLOP/byte again (its second row in the table):
 #   keeping C in registers is what raises that, in lab 02.
 # - **Joules.** The last column is work per joule, labelled with its kind. On a machine without a CPU
 #   energy sensor (most VMs, most laptops without root) it is an *estimate*: one core's share of a
@@ -1069,13 +1093,14 @@ lab.quote("b_large_mib", N_LARGE**2 * 4 / 2**20, "{:g}")
 #   GFLOP/s: the same product on the same core costs joules in proportion to its time, and the fast
 #   rungs are the frugal ones. A sensor (RAPL) measures what the estimate cannot: that vector arithmetic
 #   and waiting on memory draw different power (lab 00, section 8).
-# - **Best loop → BLAS**: still several times. The ikj inner loop loads and stores C for every single
+# - **Best loop → BLAS**: the last gap. The ikj inner loop loads and stores C for every single
 #   vector multiply-add; BLAS keeps a block of C in *registers* across the whole k loop, feeds the
 #   vector units from packed panels sized to L1 and L2: its best run reached {{blas_pct_hw}} of the
-#   hardware peak in this run (section 1), and at n = {{n_large}} it ran {{blas_over_best}} faster than the
-#   best loop here, which reached {{best_loop_pct_hw}} of the peak. That register-blocked micro-kernel,
-#   vector lanes and threads are lab 02.
-#
+#   hardware peak in the shipped run (section 1), and at n = {{n_large}} it ran {{blas_over_best}} faster
+#   than the best loop, which reached {{best_loop_pct_hw}} of the peak. That register-blocked
+#   micro-kernel, vector lanes and threads are lab 02.
+
+# %% [markdown] sweat={"id": "other-hardware"}
 # ## On other hardware
 # - **ARM laptops and Apple M-series.** NEON vectors hold 4 float32 (AVX2: 8; AVX-512: 16), so the
 #   compiled rungs do fewer FLOPs per instruction; numba generates NEON code itself (it ships its own
@@ -1094,7 +1119,8 @@ lab.quote("b_large_mib", N_LARGE**2 * 4 / 2**20, "{:g}")
 # - **GPUs.** The same ladder exists there, with thread blocks and shared memory instead of tiles:
 #   a naive CUDA kernel reaches about 1% of cuBLAS, a tuned one about 94% (S. Boehm, SGEMM_CUDA README,
 #   measured on an RTX A6000).
-#
+
+# %% [markdown] sweat={"id": "sec-record"}
 # ## Record and summary
 
 # %% sweat={"id": "record", "role": "demo", "record_keys": ["n", "gflops.python_ijk", "gflops.python_ikj", "gflops.numpy_rows", "gflops.numba_ijk", "gflops.numba_ikj", "gflops.numba_tiled", "gflops.blas", "n_large", "gflops_large", "peak_gflops", "hardware_peak_gflops", "gflop_per_joule", "energy_kind", "best_tile", "stand_in_rungs", "quick"]}
@@ -1128,20 +1154,21 @@ if os.environ.get("SWEAT_SLIDES_IMG"):
 # %% [markdown] sweat={"id": "summary"}
 # **Summary.**
 # - The textbook loop spends almost all its time in the interpreter, not in arithmetic: compiling the
-#   same loops (`python_ijk` to `numba_ijk`) made them {{interpreter_x}} faster in this run.
+#   same loops (`python_ijk` to `numba_ijk`) made them {{interpreter_x}} faster in the shipped run.
 #   Removing the interpreter is worth the most; the rest of the way to BLAS is SIMD and memory order.
 #   (Section 3's ratio to one multiply-add at peak lumps all of these together.)
 # - Once the code is compiled, the inner loop decides: with stride 1 and independent iterations it
-#   vectorizes; ijk waits on one dependent add at a time, and stride-n loops waste cache lines. In this
-#   run the stride-1 orders ran {{orders_min_x}}-{{orders_max_x}}x faster than the others at
+#   vectorizes; ijk waits on one dependent add at a time, and stride-n loops waste cache lines. In the
+#   shipped run the stride-1 orders ran {{orders_min_x}}-{{orders_max_x}}x faster than the others at
 #   n = {{n_orders}} (section 6).
 # - Tiling keeps a block of B in cache; whether it pays depends on your cache sizes and speeds (section 7).
-# - BLAS is several times faster still, because it also keeps C in registers and is hand-tuned per CPU.
+# - BLAS is faster still ({{blas_over_best}} over the best loop at n = {{n_large}} in the shipped run),
+#   because it also keeps C in registers and is hand-tuned per CPU.
 # - Every rung was checked against float64 with rtol = γ_k ≈ k·2⁻²⁴ before it was timed.
 #
 # **Reflection questions.**
-# 1. Your pure-Python ikj and ijk took almost the same time, but the numba versions differ 10x or more.
-#    Explain both facts with one sentence each.
+# 1. Your pure-Python ikj and ijk ran within a small factor of each other, nothing like the gap between
+#    the numba versions. Explain both facts with one sentence each.
 # 2. `matmul_rows` does n² NumPy calls. Using the time per call you measured, estimate what fraction of its
 #    time is call overhead. How would you cut the number of calls further without `@`?
 # 3. γ_k for k = 4096 is about 2.4e-4. Would you trust a float32 matmul with k = 10⁷ (a long reduction) to

@@ -24,14 +24,15 @@
 # **Prerequisites:** labs 00 and 01 (timing, GFLOP/s, the hardware peak, the float32 tolerance, the
 # tiled kernel). NumPy and numba as used there.
 #
-# **Time.** Compute, *measured* by running this notebook top to bottom on a 2-vCPU AMD EPYC virtual machine
-# (Zen 4, inferred: CPU family 25 with AVX-512 and bf16, no AMX): 80-100 s in quick mode (`SWEAT_QUICK=1`,
-# used by the tests) and 157 s in full mode (the default when you run it). Most of it is fresh Python
-# processes started for the instruction-set switches (torch takes a few seconds to import each time) and the
-# scalar matmul at n = 1024. The outputs shipped with this notebook come from that full-mode run (n = 1024),
-# with nothing else running on the VM. Reading and the six exercises: about 90 minutes, *estimated* by the
-# author (not timed with learners): 30 minutes of reading, 5-10 minutes for each short exercise, 25 minutes
-# for the micro-kernel. Plan a 90-120 minute slot.
+# **Time.** Compute, *measured* by running this notebook top to bottom: 188 s in full mode (the default when
+# you run it) on a 2-core Intel Xeon virtual machine with AMX (Sapphire Rapids-class); 80-100 s in quick mode
+# (`SWEAT_QUICK=1`, used by the tests), measured earlier on a 2-vCPU AMD EPYC virtual machine (Zen 4,
+# inferred: CPU family 25 with AVX-512 and bf16, no AMX), where full mode took 157 s. Most of it is fresh
+# Python processes started for the instruction-set switches (torch takes a few seconds to import each time)
+# and the scalar matmul at n = 1024. The solution's outputs and the figures quoted in this lab come from the
+# course's shipped run, in full mode (n = 1024) on {{machine}}. Reading and the six exercises: about 90
+# minutes, *estimated* by the author (not timed with learners): 30 minutes of reading, 5-10 minutes for each
+# short exercise, 25 minutes for the micro-kernel. Plan a 90-120 minute slot.
 #
 # Six exercises, each a function followed by a `check(...)` cell: `peak_gflops`, `scores_fast`,
 # `npy_disable`, `micro_6x4` (inside `matmul_micro`), `matmul_micro_parallel`, `amdahl_fit`.
@@ -101,8 +102,12 @@ def timed(fn, *args, work, threads=1, budget_s=None, name=None):
     return res, gf, (gf / reading.average_w if reading.average_w else None), reading.kind
 
 
+WIDEST = next((name for flag, name in (("amx_tile", "AMX"), ("avx512f", "AVX-512"), ("avx2", "AVX2"), ("neon", "NEON"))
+               if machine.isa.get(flag)), None)  # the widest family, in the machine's name as the figures give it
+print("this machine: " + lab.quote("machine", f"{machine.cpu_model or machine.arch}"
+                                   + (f" with {WIDEST}" if WIDEST else "") + f", {CORES} core{'s' if CORES != 1 else ''}", "{}"))
 print(f"{lab.quote('mode', 'quick' if QUICK else 'full', '{}')} mode; matmuls at n = {lab.quote('n', N, '{}')}; "
-      f"{lab.quote('cores', CORES, '{}')} usable core(s)")
+      f"{lab.quote('cores', CORES, '{}')} usable core{'s' if CORES != 1 else ''}")
 print(WIDTH_NOTE)
 print(f"energy estimate's inputs: {lab.energy}")
 
@@ -201,10 +206,13 @@ ax.invert_yaxis();
 # %% [markdown] sweat={"id": "isa-read"}
 # Read the bars (computed, not measured: the formula with this CPU's clock and units). Going from scalar
 # code to the widest float32 family multiplies the ceiling by the lane count; bf16 and int8 dot-product
-# instructions multiply it again, but only for code that uses them. If your CPU is a Zen 4, the AVX2 and
-# AVX-512 bars are equal: same units. None of this happens by itself: the rest of the lab is about who
-# generates these instructions (the compiler, or a library's dispatcher) and when.
-#
+# instructions multiply it again, and AMX's tiles (where the CPU has them) far more, but only for code that
+# uses them. Whether AVX-512 doubles AVX2 depends on the units, not the family: where they are 512 bits
+# wide (Intel's server cores, Zen 5's desktop and server parts) the AVX-512 bar is twice the AVX2 one; on
+# a Zen 4 the two bars are equal (the same 256-bit units). None of this happens by itself: the rest of the
+# lab is about who generates these instructions (the compiler, or a library's dispatcher) and when.
+
+# %% [markdown] sweat={"id": "sec-autovec"}
 # ## 2. Auto-vectorisation: what the compiler may and may not do
 #
 # numba hands each loop to LLVM, which turns a loop into SIMD code when the result is *exactly* the
@@ -282,15 +290,16 @@ print(f"dot_strict: {lab.quote('strict_dot_ops', ops_in_words(DOT_COUNTS['dot_st
 # Read the counts: `scale_add` and `dot_fast` run on packed registers (ymm, zmm or NEON, whichever this
 # CPU and numba's target chose, section 4); `dot_strict` is scalar only, without a single FMA. The
 # scalar instructions left in the vector kernels handle the last few elements and the final sum of the
-# lanes. In the course's run: `dot_strict` {{strict_dot_ops}}; `dot_fast` {{fast_dot_ops}}, its packed ones mostly
+# lanes. In the shipped run: `dot_strict` {{strict_dot_ops}}; `dot_fast` {{fast_dot_ops}}, its packed ones mostly
 # {{fast_dot_register}}.
 #
 # **Latency or throughput?** Why is one chain slow? An add takes several cycles from its inputs to
 # its result (its *latency*: 3 cycles on AMD's Zen cores, 4 on Intel's Skylake-family cores, in A. Fog's
-# *Instruction tables*), but the core can *start* one or two adds every cycle (its *throughput*). One
-# chain waits the whole latency per step. Independent chains overlap. The cell below runs the same dot
-# product with 1, 2, 4 and 8 independent scalar sums (each sum still in order, so no `fastmath` is
-# needed), then `dot_fast`: vector lanes *and* several vector chains, which LLVM adds when it vectorises.
+# *Instruction tables*; other cores differ), but the core can *start* one or two adds every cycle (its
+# *throughput*). One chain waits the whole latency per step. Independent chains overlap. The cell below
+# runs the same dot product with 1, 2, 4 and 8 independent scalar sums (each sum still in order, so no
+# `fastmath` is needed), then `dot_fast`: vector lanes *and* several vector chains, which LLVM adds when it
+# vectorises; the cycles column it prints says about how long one add takes on your core.
 
 # %% sweat={"id": "chains-measure", "role": "demo"}
 @njit
@@ -358,7 +367,7 @@ for y, (label, res, gf, per_j, kind, chains) in enumerate(chain_rows):
     ax.errorbar([gf], [y], xerr=[[gf - 2 * N_DOT / q3 / 1e9], [2 * N_DOT / q1 / 1e9 - gf]], fmt="o", ms=8,
                 capsize=4, color="tab:green" if chains is None else "tab:blue")
     ax.annotate(f"{gf:.3g} GFLOP/s", (gf * 1.12, y), va="center", fontsize=9)
-ax.axvline(2 * ghz / 3, color="grey", ls=":", label="one chain at 3 cycles per add")
+ax.axvline(2 * ghz / 3, color="grey", ls=":", label="one chain at 3 cycles per add (AMD Zen)")
 ax.set_yticks(range(len(chain_rows)), [r[0] for r in chain_rows])
 ax.invert_yaxis()
 gfs = [r[2] for r in chain_rows]
@@ -371,10 +380,11 @@ ax.legend(fontsize=8, loc="upper right");
 
 # %% [markdown] sweat={"id": "chains-read"}
 # Read the lines: one chain takes about the add latency per step (the cycles column: {{chain_cycles}} cycles
-# in the course's run); independent chains overlap until the core's adders and load ports are busy; vector
+# in the shipped run); independent chains overlap until the core's adders and load ports are busy; vector
 # lanes multiply again (`dot_fast` ran at {{simd_over_one_chain}} one chain's GFLOP/s there). The gap between
 # the last two rows is what SIMD gives a reduction once it is *allowed* to reorder.
-#
+
+# %% [markdown] sweat={"id": "ex-scores-task"}
 # ### Exercise 2: a reduction that vectorises
 # Attention scores, kernel matrices and the micro-kernel of section 4 all have this form:
 # **S = Q @ Kᵀ**, every entry the dot product of a row of Q with a row of K (both float32, shape
@@ -436,9 +446,10 @@ print(f"[timing] {lab.label('scores_fast', 'your kernel')}: with fastmath "
 # %% [markdown] sweat={"id": "scores-read"}
 # The last two rows are the same Python function compiled twice: the only difference is permission to
 # reassociate, and the instruction counts say what it bought (packed instructions and FMAs where there
-# were none); in the course's run, fastmath gave {{fastmath_speedup}} the speed. Its result differs from the strict
+# were none); in the shipped run, fastmath gave {{fastmath_speedup}} the speed. Its result differs from the strict
 # one in the last bits, within the bound γ_d.
-#
+
+# %% [markdown] sweat={"id": "sec-dispatch"}
 # ## 3. Dispatch: the instructions libraries choose for you
 #
 # numpy, OpenBLAS, torch and oneDNN ship several versions of their hot loops (for SSE, AVX2, AVX-512,
@@ -647,7 +658,7 @@ ax.set_title("What each dispatch switch costs each operation: one thread, a fres
 # - **numpy's switch** reaches numpy's own loops only. Transcendental functions (`exp`, `tanh`) have
 #   hand-written AVX-512 and AVX2 versions; if yours slowed down with the targets off, those are the
 #   loops that were lost. `add` and `sum` on data in L2 are limited by loads and stores, which the
-#   compiled baseline (SSE2-class, `X86_V2`) already does well enough, so they barely move. `np.matmul`
+#   compiled baseline (SSE2-class, `X86_V2`) already does well enough, so they do not slow down. `np.matmul`
 #   does not move at all: it is OpenBLAS's code, which does its own dispatch.
 # - **OpenBLAS's core type** reaches `np.matmul` only: a Haswell (AVX2) kernel instead of an AVX-512
 #   one. On a Zen 4 that is a small step at most (the same 256-bit units); on an Intel AVX-512 core it
@@ -656,12 +667,14 @@ ax.set_title("What each dispatch switch costs each operation: one thread, a fres
 #   without AVX2, so `add` and `sum` slow down where they are vectorised loops. The matmuls do not move:
 #   fp32 goes to MKL, bf16 and int8 to oneDNN, each with its own dispatch.
 # - **oneDNN's maximum ISA** reaches the bf16 and int8 matmuls, and the log names the kernel that ran
-#   (`brg_matmul:avx512_core_bf16` uses `vdpbf16ps`; `gemm:jit:bf16` converts bf16 to fp32; `avx512_core_vnni`
-#   uses `vpdpbusd`). The fp32 matmul does not move: it never calls oneDNN. Capping below bf16 takes
-#   away the bf16 dot product; capping at AVX2 takes torch's bf16 matmul out of oneDNN altogether (in the
-#   course's run: {{bf16_avx2_slowdown}}), and on a CPU without native bf16 that slow path is the normal one
-#   (section 7).
-#
+#   (`brg_matmul:avx512_core_amx`, or `avx10_1_512_amx` in newer oneDNN, uses AMX tiles;
+#   `brg_matmul:avx512_core_bf16` uses `vdpbf16ps`; `gemm:jit:bf16` converts bf16 to fp32; `avx512_core_vnni`
+#   uses `vpdpbusd`). The fp32 matmul does not move: it never calls oneDNN. On a CPU with AMX, capping at
+#   `AVX512_CORE_BF16` takes away the tiles and leaves `vdpbf16ps`; capping below bf16 takes away the bf16
+#   dot product too; capping at AVX2 takes torch's bf16 matmul out of oneDNN altogether (in the shipped run:
+#   {{bf16_avx2_slowdown}}), and on a CPU without native bf16 that slow path is the normal one (section 7).
+
+# %% [markdown] sweat={"id": "sec-micro"}
 # ## 4. The micro-kernel: from lab 01's tiles to near BLAS
 #
 # Lab 01's tiled ikj loop keeps a tile of B in cache, yet its inner loop still does a **load of C, a load
@@ -825,12 +838,12 @@ check("micro")
 # **Lesson 1: ask for the vector width the units have.** LLVM picks a preferred vector width per CPU
 # model, not per instruction set. It tunes Intel's AVX-512 cores to *prefer 256-bit* vectors (its
 # `prefer-256-bit` tuning flag), so numba's default code uses ymm there although the units are 512 bits
-# wide: on a Sapphire Rapids machine of this kind, asking for 512-bit vectors was worth about 1.5x to this
-# kernel (the course's prototype measurements). For AMD Zen 4 LLVM does not set that flag and emits zmm,
-# although Zen 4's units are 256 bits wide. The setup cell therefore asks for the width of the units
-# (`gemm.match_vector_width`, printed there). Below, the library's copy of the same kernel runs in three
-# fresh processes: with LLVM's default for this CPU, forced to 256-bit and forced to 512-bit vectors
-# (`NUMBA_CPU_FEATURES` = this CPU's features + `±prefer-256-bit`), with the registers its FMAs use.
+# wide: its ceiling is section 1's AVX2 bar, not the AVX-512 one. For AMD Zen 4 LLVM does not set that flag
+# and emits zmm, although Zen 4's units are 256 bits wide. The setup cell therefore asks for the width of
+# the units (`gemm.match_vector_width`, printed there). Below, the library's copy of the same kernel runs
+# in three fresh processes: with LLVM's default for this CPU, forced to 256-bit and forced to 512-bit
+# vectors (`NUMBA_CPU_FEATURES` = this CPU's features + `±prefer-256-bit`), with the registers its FMAs
+# use: what the width is worth to this kernel on your CPU.
 
 # %% sweat={"id": "lesson-width", "role": "demo"}
 import llvmlite.binding as llvm_binding
@@ -979,11 +992,12 @@ print("GFLOP/s: 2x2 row views " + lab.quote("lesson_views_gflops", LESSON_GFLOPS
 # Read the rows. Absolute indices cost the vector code (look at the packed and FMA counts: a few
 # packed instructions may remain for the final additions); sums in an array cost the registers. With
 # both rules kept, the 2 x 2 block is vectorised but does 4 loads per 4 FMAs; the 6 x 4 block does 10
-# per 24, so the same vector units are busy far more of the time. In the course's run, in GFLOP/s: row views
+# per 24, so the same vector units are busy far more of the time. In the shipped run, in GFLOP/s: row views
 # {{lesson_views_gflops}}, absolute indices {{lesson_absolute_gflops}}, sums in an array
 # {{lesson_array_gflops}}, the 6 x 4 block {{lesson_6x4_gflops}}; and lesson 1's 512-bit / 256-bit ratio:
-# {{width_ratio}}.
-#
+# {{width_ratio}}, on a CPU with {{fma_unit_bits}}-bit FMA units.
+
+# %% [markdown] sweat={"id": "sec-ladder"}
 # ## 5. The ladder, one core
 #
 # Every kernel of this lab multiplies the same two n x n float32 matrices (n = `N`, printed by the
@@ -1025,12 +1039,13 @@ print(f"[timing] {lab.label('scores_fast', 'dot form with fastmath')}: "
       + lab.quote("fastmath_vs_tiled", "beats" if G1["numba_fastmath"] > G1["numba_tiled"] else "does not beat", "{}")
       + " it")
 
-# %% [markdown] sweat={"id": "sec-threads"}
-# In the course's run the micro-kernel reached {{micro_share_blas}} of one-thread BLAS ({{micro_gflops}} against
+# %% [markdown] sweat={"id": "ladder-read"}
+# In the shipped run the micro-kernel reached {{micro_share_blas}} of one-thread BLAS ({{micro_gflops}} against
 # {{blas1_gflops}} GFLOP/s) and {{micro_vs_tiled}} the speed of lab 01's tiled kernel; the dot form with
 # fastmath ({{fastmath_gflops}} GFLOP/s) {{fastmath_vs_tiled}} the tiled kernel ({{tiled_gflops}} GFLOP/s):
 # vectorised, but with two loads per FMA.
-#
+
+# %% [markdown] sweat={"id": "sec-threads"}
 # ## 6. Threads
 #
 # `@njit(parallel=True)` with `for i in prange(...)` shares the iterations of one loop among numba's
@@ -1268,25 +1283,34 @@ for case in CASES:  # the idle machine's columns, as the deck quotes them
     else:
         for part in ("raw", "fixed", "gain"):
             lab.quote(f"oversub_{key}_{part}", "n/a", "{}")
+VERDICTS = {}  # "faster" / "slower" / "about as fast" -> the cases where "fixed" was that, idle machine
+for case, (raw_gf, fixed_gf) in OVERSUB_IDLE.items():
+    ratio = fixed_gf / raw_gf
+    VERDICTS.setdefault("faster" if ratio >= 1.05 else "slower" if ratio <= 1 / 1.05 else "about as fast", []).append(case)
+print("fixed, idle machine: " + lab.quote("oversub_verdict", "; ".join(f"{v} for {' and '.join(cases)}"
+                                                                      for v, cases in VERDICTS.items()) or "not measured", "{}"))
 
 # %% [markdown] sweat={"id": "oversub-read"}
-# Read the ratios in the last line of each case (in the course's run, fixed / as it comes without the busy loop:
+# Read the ratios in the last line of each case (in the shipped run, fixed / as it comes without the busy loop:
 # numba x BLAS {{oversub_numba_gain}}, threads x BLAS {{oversub_threads_gain}}, torch + BLAS
-# {{oversub_torch_gain}}). Where "fixed" is faster, the stacked pools were costing you; where it is not,
-# this machine had cores to spare for them at that moment, or the library noticed the nesting and held
-# back. How much stacking costs depends on the number of cores, on the libraries and
-# on what else runs: threads that wait for a partner which is not running (descheduled because another
-# program has its core), spinning while they wait, are where time and energy go, so the busy columns are
-# the likelier case on a laptop with a browser open. In the numba x BLAS case OpenBLAS may also print
-# "Detect OpenMP Loop and this application may hang" (counted above): it saw itself called from inside
-# another library's parallel region. The fix is the same each time: **one budget of threads per
-# process**, spent by one library at a time, and smaller when other programs share
-# the machine. Set it explicitly: `threadpoolctl`
-# (`threadpool_limits(1)` around BLAS calls made from threads), `numba.set_num_threads`,
+# {{oversub_torch_gain}}: "fixed" was {{oversub_verdict}}). Where "fixed" is faster, the stacked pools were
+# costing you; where it is not, this machine had cores to spare for them at that moment, or the library
+# noticed the nesting and held back, or the fix itself cost more than it saved: in torch + BLAS it gives each
+# library half the cores, so when one part finishes first its cores sit idle while the other goes on with
+# half, where the pools left as they come would hand it every core. How much stacking costs depends on the
+# number of cores, on the libraries and on what else runs: threads that wait for a partner which is not
+# running (descheduled because another program has its core), spinning while they wait, are where time and
+# energy go, so the busy columns are the likelier case on a laptop with a browser open. In the numba x BLAS
+# case OpenBLAS may also print "Detect OpenMP Loop and this application may hang" (counted above): it saw
+# itself called from inside another library's parallel region. The fix is the same each time: **one
+# budget of threads per process**, spent by one library at a time (or split between libraries that run at
+# once, sized to their parts), and smaller when other programs share the machine. Set it explicitly:
+# `threadpoolctl` (`threadpool_limits(1)` around BLAS calls made from threads), `numba.set_num_threads`,
 # `torch.set_num_threads`, or the environment variables `OMP_NUM_THREADS`, `OPENBLAS_NUM_THREADS`,
 # `NUMBA_NUM_THREADS` before Python starts. This is also why this lab measures torch only in fresh
 # processes: torch's OpenMP threads would otherwise share this notebook with numba's and OpenBLAS's.
-#
+
+# %% [markdown] sweat={"id": "sec-bf16"}
 # ## 7. bf16 against fp32
 #
 # bf16 keeps float32's 8-bit exponent and cuts the significand to 8 bits: half the bytes, the same
@@ -1304,7 +1328,8 @@ bf16_job = {"job": "torch_ops", "ops": ["matmul fp32", "matmul bf16", "linear in
             "threads": CORES, "rounds": ROUNDS, "sample_s": 0.05, "energy": JOB_ENERGY}
 BF16_RUN = isa.run_job(bf16_job, timeout=300)
 TORCH = {}
-CPU_SUMMARY = (f"{machine.cpu_model or 'an unnamed CPU'}, {CORES} core(s): {UNIT_BITS}-bit FMA units"
+CORES_WORDS = f"{CORES} core{'s' if CORES != 1 else ''}"
+CPU_SUMMARY = (f"{machine.cpu_model or 'an unnamed CPU'}, {CORES_WORDS}: {UNIT_BITS}-bit FMA units"
                + (", AVX-512" if machine.isa.get("avx512f") else "")
                + (f", native bf16 ({', '.join(NATIVE_ISA)})" if NATIVE_ISA else ", no native bf16"))
 print(f"this CPU: {lab.quote('cpu_summary', CPU_SUMMARY, '{}')}")
@@ -1324,12 +1349,12 @@ if BF16_RUN.ok:
         print(f"[timing] {op:<14}{gf:>7.1f} {unit:<7}{format_seconds(t['best_s']):>8}{energy_text:>14}  {kern}")
     ratio = TORCH["matmul bf16"] / TORCH["matmul fp32"]
     BF16_KERNEL = ", ".join(k.split(":", 1)[1] for k in v["kernels"].get("matmul bf16", []) if k.startswith("matmul"))
-    print(f"\n[timing] bf16 / fp32: {lab.quote('bf16_ratio', ratio, '{:.2f}x')} on {CORES} core(s) "
+    print(f"\n[timing] bf16 / fp32: {lab.quote('bf16_ratio', ratio, '{:.2f}x')} on {CORES_WORDS} "
           f"({lab.quote('torch_bf16_gflops', TORCH['matmul bf16'], '{:.0f}')} against "
           f"{lab.quote('torch_fp32_gflops', TORCH['matmul fp32'], '{:.0f}')} GFLOP/s); oneDNN's bf16 kernel: "
           + lab.quote("bf16_kernel", BF16_KERNEL or "none (no oneDNN matmul)", "{}"))
     if NATIVE_BF16:
-        print(f"native bf16 here ({', '.join(NATIVE_ISA)}): the bf16 hardware peak of {CORES} core(s) is "
+        print(f"native bf16 here ({', '.join(NATIVE_ISA)}): the bf16 hardware peak of {CORES_WORDS} is "
               f"{BF16_PEAK.gflops or float('nan'):,.0f} GFLOP/s against {HWALL_GFLOPS:,.0f} for fp32 "
               f"({BF16_PEAK.formula() if BF16_PEAK else 'unknown'})")
     else:
@@ -1342,16 +1367,17 @@ else:
         lab.quote(name, "not measured", "{}")
 
 # %% [markdown] sweat={"id": "bf16-read"}
-# In the course's run: bf16 / fp32 = {{bf16_ratio}} ({{torch_bf16_gflops}} against {{torch_fp32_gflops}} GFLOP/s), and
+# In the shipped run: bf16 / fp32 = {{bf16_ratio}} ({{torch_bf16_gflops}} against {{torch_fp32_gflops}} GFLOP/s), and
 # oneDNN's log named `{{bf16_kernel}}` for the bf16 matmul.
 #
-# Read the kernel column with the ISA table of section 1. Where it names `avx512_core_bf16` or
-# `avx512_core_amx`, oneDNN used native bf16 instructions and the bf16 line should be above fp32 (by up to
-# 2x with `vdpbf16ps`; far more with AMX tiles). Where the CPU has neither, there is no native kernel to
-# name, and bf16 costs the widening on top of fp32's work. The fp32 matmul has no oneDNN kernel: torch
-# sends it to MKL. The int8 `Linear` includes quantizing its input on every call (dynamic quantization),
-# so it shows less than VNNI's peak; lab 03 is about int8.
-#
+# Read the kernel column with the ISA table of section 1. Where it names `avx512_core_bf16`, or an AMX
+# kernel (`avx512_core_amx`; `avx10_1_512_amx` in newer oneDNN), oneDNN used native bf16 instructions and
+# the bf16 line should be above fp32 (by up to 2x with `vdpbf16ps`; far more with AMX tiles). Where the
+# CPU has neither, there is no native kernel to name, and bf16 costs the widening on top of fp32's work.
+# The fp32 matmul has no oneDNN kernel: torch sends it to MKL. The int8 `Linear` includes quantizing its
+# input on every call (dynamic quantization), so it shows less than VNNI's peak; lab 03 is about int8.
+
+# %% [markdown] sweat={"id": "sec-whole-ladder"}
 # ## 8. The whole ladder, and the roofline
 #
 # Every rung of this lab, one core and all cores, against the ceilings of each (hardware peak, dashed;
@@ -1442,7 +1468,7 @@ if "estimated" in kinds:
           "per joule follows work per second.")
 
 # %% [markdown] sweat={"id": "roofline-md"}
-# On every core, the micro-kernel ran {{parallel_speedup}} its one-thread speed in the course's run, and
+# On every core, the micro-kernel ran {{parallel_speedup}} its one-thread speed in the shipped run, and
 # BLAS {{blas_all_gflops}} GFLOP/s.
 #
 # Finally lab 00's roofline, measured again here on every core: the float32 and (where native) bf16
@@ -1473,19 +1499,21 @@ ax.set_ylim(bottom=min(ax.get_ylim()[0], min(p[2] for p in points) / 2))
 ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 fig_roofline.set_size_inches(11.5, 5.5);
 
-# %% [markdown] sweat={"id": "other-hardware"}
+# %% [markdown] sweat={"id": "roofline-read"}
 # Read the roofline: the matmuls share one intensity, far to the right of the ridge, so memory bandwidth
 # never limits them: their heights are how well each kernel uses the arithmetic units, from the scalar
 # ijk loop at the bottom to BLAS near the roof. Moving up that column is this lab; moving *right*, doing
 # more work per byte, is why blocking and packing matter once data lives in DRAM.
-#
+
+# %% [markdown] sweat={"id": "other-hardware"}
 # ## On other hardware
 # - **Intel with AVX-512 (Skylake-SP to Sapphire Rapids).** 512-bit units: numba's default code prefers
 #   256-bit vectors there, so ask for 512 (the setup cell does); AVX-512 roughly doubles the float32 peak
-#   over AVX2. On a 2-vCPU Sapphire Rapids VM, the course's prototype measurements found a numba
-#   micro-kernel of this design at 80-84% of single-thread OpenBLAS at n = 1024 with 512-bit vectors and
-#   55-62% without them, and oneDNN's AMX bf16 matmul at about 1,270 GFLOP/s against about 350 for fp32
-#   (2 threads, torch 2.13): AMX tiles, not wider vectors.
+#   over AVX2. From Sapphire Rapids on, AMX tiles raise the bf16 and int8 peaks far more than wider vectors
+#   do. For comparison, the shipped run ({{machine}}): the micro-kernel at {{micro_share_blas}} of
+#   one-thread OpenBLAS at n = {{n}}, 512-bit / 256-bit vectors {{width_ratio}}, and torch's bf16 matmul at
+#   {{torch_bf16_gflops}} GFLOP/s against {{torch_fp32_gflops}} for fp32 on {{cores}} threads, with oneDNN's
+#   kernel `{{bf16_kernel}}`.
 # - **AMD Zen 3 and other AVX2-only CPUs.** No AVX-512: numpy's AVX-512 switch, oneDNN's AVX-512 levels
 #   and the vector-width lesson are skipped (the notebook says so), and there is no native bf16, so bf16
 #   runs slower than fp32 there.
@@ -1499,7 +1527,8 @@ fig_roofline.set_size_inches(11.5, 5.5);
 # - **No compiler?** Nothing in this lab needs one: numba brings its own LLVM, and the libraries ship
 #   their kernels compiled.
 # - **Laptops** boost and throttle: compare ratios measured in one session; plug the charger in.
-#
+
+# %% [markdown] sweat={"id": "sec-record"}
 # ## Record and summary
 
 # %% sweat={"id": "record", "role": "demo", "record_keys": ["n", "gflops.numba_naive", "gflops.numba_fastmath", "gflops.numba_microkernel", "gflops.numba_microkernel_parallel", "gflops.blas_fp32", "gflops.torch_fp32", "gflops.torch_bf16", "threads", "hardware_peak_gflops.fp32_1_core", "hardware_peak_gflops.fp32_all_cores", "hardware_peak_gflops.bf16_all_cores", "blas_fp32_all_cores", "isa_speedups", "native_bf16", "serial_fraction", "energy_kind", "reference_functions", "quick"]}

@@ -20,11 +20,14 @@
 #
 # **Prerequisites**: lab 00 (roofline, FLOPs and bytes, energy kinds). Python and numpy; no GPU needed.
 #
-# **Time.** Compute, *measured* by running this notebook top to bottom (`sweatlab execute 05`,
-# `sweatlab execute 05 --full`) on a 2-vCPU AMD EPYC virtual machine (Zen 4, no energy sensor, no GPU)
-# shared with other jobs: 14-15 s in quick mode and 27 s in full mode (larger models, longer timings).
-# Reading and the six exercises: about 75-90 minutes, *estimated* from the lab's size (not a timed
-# class): 5-10 minutes per exercise and about 35 minutes for the sections, tables and plots.
+# **Time.** Compute, *measured* by running this notebook top to bottom: 34 s in full mode (the mode you
+# work in: larger models, longer timings; `sweatlab execute 05 --full`) in the course's shipped run, on a
+# {{machine}} shared with other jobs (CPU energy {{cpu_energy_kind}}). Earlier runs on a 2-vCPU AMD EPYC
+# virtual machine (Zen 4, no energy sensor, no GPU) shared with other jobs measured 14-15 s in quick mode
+# (`SWEAT_QUICK=1`, used by the tests; `sweatlab execute 05`) and 27 s in full mode. The solution's outputs
+# and the figures quoted in this lab come from the course's shipped run. Reading and the six exercises:
+# about 75-90 minutes, *estimated* from the lab's size (not a timed class): 5-10 minutes per exercise and
+# about 35 minutes for the sections, tables and plots.
 #
 # Six exercises, each a function of plain numbers followed by a `check(...)` cell: `bytes_per_token`,
 # `tokens_per_joule`, `step_model`, `compute_bound_batch`, `choose_device`, `compute_optimal`. Until you
@@ -59,7 +62,14 @@ def fmt(x, unit=""):
 
 
 print(f"quick mode: {QUICK}; cores this process may use: {CORES}")
-print(describe())
+machine = describe()
+print(machine)
+cpu_name = (machine.cpu_model or machine.arch).replace("(R)", "").replace("(TM)", "")
+widest = next((w for key, w in (("amx_tile", "AMX"), ("avx512f", "AVX-512"), ("avx2", "AVX2"), ("neon", "NEON"))
+               if machine.isa.get(key)), None)
+lab.quote("machine", f"{CORES}-core {cpu_name}" + (" virtual machine" if machine.virtual_machine else "")
+          + (f" with {widest}" if widest else "") + (", no GPU" if machine.gpus == () else ""),
+          "{}")  # the deck and the guide say which machine their figures come from
 # This CPU's energy: measured where it has a sensor (RAPL), else a labelled *estimate* (lab 00, section 8):
 # power = TDP x (cores used / cores of the chip) x CPU utilisation, from the inputs printed here.
 print(f"energy estimate's inputs: {lab.energy}")
@@ -136,10 +146,10 @@ fig_roofs = D.plot_rooflines(SHOWN, workloads=[w.with_precision("bf16") for w in
 # **Read the chart.** Each line is one device's roofline: the slope on the left is memory bandwidth (GB/s
 # times FLOP/byte), the flat top its peak; the diamond is the ridge point. The dotted verticals are the
 # workloads of section 3 (in bf16). Notice:
-# - in the bf16 panel the highest roof is {{bf16_peak_spread}} the lowest, the steepest slope {{bf16_bandwidth_spread}}
-#   the shallowest (the cell above prints both ranges): here a datasheet's peak separates devices
-#   {{bf16_spread_verdict}} than their memory does;
-# - the batch-1 workloads sit at an intensity near 1 FLOP/byte, {{batch1_vs_ridges}} in the bf16 panel:
+# - in the shipped run's bf16 panel the highest roof is {{bf16_peak_spread}} the lowest, the steepest slope
+#   {{bf16_bandwidth_spread}} the shallowest (the cell above prints both ranges, with your machine among
+#   them): a datasheet's peak separates these devices {{bf16_spread_verdict}} than their memory does;
+# - the batch-1 workloads sit at an intensity near 1 FLOP/byte, {{batch1_vs_ridges}} in the shipped run's bf16 panel:
 #   left of a ridge only the slope (bandwidth) counts, and the huge roof is unused;
 # - the int8 panel holds the 2017 TPU: its roof is high, its slope (34 GB/s) the lowest of that panel.
 #
@@ -285,10 +295,12 @@ gpus = [n for n in accel if D.device(n).category == "GPU"]
 mlp1, mlp256 = D.WORKLOADS[0].name, D.WORKLOADS[1].name
 gains = [model_rows[n, mlp256]["per_joule"] / model_rows[n, mlp1]["per_joule"] for n in accel]
 print(f"MLP batch 256 over batch 1, inputs per joule on the GPUs and TPUs: {min(gains):,.0f}x to {max(gains):,.0f}x")
-lab.quote("accel_batch_gain", f"{min(gains):,.0f}x to {max(gains):,.0f}x", "{}")
-lab.quote("gpu_bound_batch", f"{min(bound_from[n] for n in gpus):,d} to {max(bound_from[n] for n in gpus):,d}", "{}")
-lab.quote("epyc_bound_batch", bound_from[D.device("AMD EPYC").name], "{:,d}")
-lab.quote("spr_bound_batch", bound_from[D.device("Intel Xeon Platinum").name], "{:,d}")
+# these four come from the table's datasheet and shipped rows only (not this machine's): data=True
+lab.quote("accel_batch_gain", f"{min(gains):,.0f}x to {max(gains):,.0f}x", "{}", data=True)
+lab.quote("gpu_bound_batch", f"{min(bound_from[n] for n in gpus):,d} to {max(bound_from[n] for n in gpus):,d}", "{}",
+          data=True)
+lab.quote("epyc_bound_batch", bound_from[D.device("AMD EPYC").name], "{:,d}", data=True)
+lab.quote("spr_bound_batch", bound_from[D.device("Intel Xeon Platinum").name], "{:,d}", data=True)
 
 # %% sweat={"id": "model-plot", "role": "demo"}
 names = [d.name for d in SHOWN if d.peak_gflops(PREC) and d.watts]
@@ -344,11 +356,30 @@ print(f"\nidle board power (same machine): {idle_lo:.0f}-{idle_hi:.0f} W. At bat
 graph1 = energy_data.SHIPPED_H200["decode, CUDA graph"][0]
 print(f"the same weights as a CUDA graph: {graph1.per_second / gen1.per_second:,.0f}x the tokens per second, "
       f"{gen1.joules_per_input / graph1.joules_per_input:,.0f}x fewer joules per token")
+gen_runs = energy_data.SHIPPED_H200["decode, framework generate"]
+gen_step_ms = [r.batch / r.per_second * 1e3 for r in gen_runs]  # one step serves `batch` tokens
+graph_step_ms = 1e3 / graph1.per_second
+graph_tbs = D.GPT2_SMALL_PARAMS * D.BYTES_PER_PARAM["bf16"] * graph1.per_second / 1e12  # weight bytes per second
+print("time per decode step through generate: " + ", ".join(f"{t:.0f} ms at batch {r.batch}" for r, t in
+                                                             zip(gen_runs, gen_step_ms))
+      + f"; as a CUDA graph at batch 1: {graph_step_ms:.2f} ms, reading the weights at {graph_tbs:.2f} TB/s "
+        f"({graph_tbs / (h200.bandwidth_gbs / 1e3):.0%} of the datasheet's {h200.bandwidth_gbs / 1e3:g} TB/s)")
+mlp_runs = energy_data.SHIPPED_H200["MLP, CUDA graph"]
+mlp_fall = mlp_runs[0].joules_per_input / mlp_runs[-1].joules_per_input
+print(f"MLP as a CUDA graph: {mlp_fall:,.0f}x fewer joules per inference at batch {mlp_runs[-1].batch} than at "
+      f"batch {mlp_runs[0].batch}, at {mlp_runs[-1].watts:.0f} W against {mlp_runs[0].watts:.0f} W")
 gen1_model = h200_rows[0][2]  # the model's prediction for generate's batch-1 row
-lab.quote("h200_graph_speedup", graph1.per_second / gen1.per_second, "{:,.0f}")
-lab.quote("h200_idle_j_per_token", idle_share_j, "{:.1f} J")
-lab.quote("h200_model_j_per_token", gen1_model.joules_per_input, "{:.2g} J")
-lab.quote("h200_generate_over_model", gen1.joules_per_input / gen1_model.joules_per_input, "{:,.0f}x")
+# every figure of this section comes from the shipped H200 measurements and the datasheet: data=True
+lab.quote("h200_graph_speedup", graph1.per_second / gen1.per_second, "{:,.0f}", data=True)
+lab.quote("h200_idle_j_per_token", idle_share_j, "{:.1f} J", data=True)
+lab.quote("h200_model_j_per_token", gen1_model.joules_per_input, "{:.2g} J", data=True)
+lab.quote("h200_generate_over_model", gen1.joules_per_input / gen1_model.joules_per_input, "{:,.0f}x", data=True)
+lab.quote("h200_generate_step_ms", gen_step_ms[0], "{:.0f} ms", data=True)
+lab.quote("h200_generate_step_span", f"{min(gen_step_ms):.0f}-{max(gen_step_ms):.0f} ms", "{}", data=True)
+lab.quote("h200_graph_step_ms", graph_step_ms, "{:.2f} ms", data=True)
+lab.quote("h200_graph_tbs", graph_tbs, "{:.1f} TB/s", data=True)
+lab.quote("h200_graph_bw_share", graph_tbs / (h200.bandwidth_gbs / 1e3), "{:.0%}", data=True)
+lab.quote("h200_mlp_energy_fall", mlp_fall, "{:,.0f}x", data=True)
 
 # %% sweat={"id": "h200-plot", "role": "demo"}
 fig_h200, ax = plt.subplots(figsize=(9, 5.5), layout="constrained")
@@ -374,17 +405,20 @@ ax.legend(fontsize=8, loc="lower left");
 # %% [markdown] sweat={"id": "sec-h200-read"}
 # **Read the table and the plot.** The model is a floor, and the measurements sit above it by factors the
 # table prints:
-# - **host overhead**: through the framework's `generate`, the GPU waited for Python and the framework
-#   between steps (about 60-80 ms of host work per step on that VM, per the research note), so at batch 1
-#   it delivered 15.5 tokens/s instead of thousands. The same weights as a CUDA graph ran
-#   {{h200_graph_speedup}} times more steps per second. The roofline knows nothing of the host.
+# - **host overhead**: through the framework's `generate`, one step took {{h200_generate_step_ms}} at batch 1
+#   (1 / 15.5 tokens/s) and {{h200_generate_step_span}} at every batch from 1 to 256 (batch / tokens per
+#   second, printed above), while the same weights as a CUDA graph took {{h200_graph_step_ms}} per step at
+#   batch 1. A step time that hardly changes with the batch, hundreds of times the GPU's own work, is the
+#   GPU waiting for Python and the framework between kernels: the graph ran {{h200_graph_speedup}} times
+#   more steps per second. The roofline knows nothing of the host.
 # - **idle power**: the board draws 81-83 W doing nothing. A watt-second spent waiting is charged to the
 #   tokens produced: at 15.5 tokens/s, idle power alone is {{h200_idle_j_per_token}} per token (printed above).
 # - **kernels below the peak and power below the rating**: even the CUDA graph read weights at about
-#   0.9 TB/s at batch 1, under a fifth of 4.8 TB/s, while drawing 283 W rather than 700 W. Both errors of the
-#   model (bandwidth too high, power too high) partly cancel in joules per token.
-# - **batching** is where the joules go down: the MLP's energy per inference fell about 160x from batch 1 to
-#   4096 on the same board, while its power rose from 423 to 726 W.
+#   {{h200_graph_tbs}} at batch 1, {{h200_graph_bw_share}} of the datasheet's 4.8 TB/s, while drawing 283 W
+#   rather than 700 W. Both errors of the model (bandwidth too high, power too high) partly cancel in joules
+#   per token.
+# - **batching** is where the joules go down: the MLP's energy per inference fell {{h200_mlp_energy_fall}} from
+#   batch 1 to 4096 on the same board, while its power rose from 423 to 726 W.
 
 # %% [markdown] sweat={"id": "sec-tpu"}
 # ## 5. The TPU paper, rebuilt from its own inputs
@@ -414,14 +448,22 @@ def ratio_span(kind):
     return f"{lo}x" if lo == hi else f"{lo}-{hi}x"
 
 
-lab.quote("tpu_peak", ratio_span("peak ops/s"), "{}")
-lab.quote("tpu_peak_vs_cpu", rebuilt["peak ops/s, TPU vs CPU"], "{:.0f}x")
-lab.quote("tpu_peak_per_tdp", ratio_span("peak ops/s per TDP watt"), "{}")
+overstate = {base: rebuilt[f"peak ops/s per TDP watt, TPU vs {base}"]
+             / rebuilt[f"measured speed per TDP watt, TPU vs {base}"] for base in ("GPU", "CPU")}
+print("peak per TDP watt over measured speed per TDP watt: "
+      + ", ".join(f"{v:.1f}x against the {base}" for base, v in overstate.items()))
+# every figure of this section comes from the paper's inputs: data=True
+lab.quote("tpu_peak", ratio_span("peak ops/s"), "{}", data=True)
+lab.quote("tpu_peak_vs_cpu", rebuilt["peak ops/s, TPU vs CPU"], "{:.0f}x", data=True)
+lab.quote("tpu_peak_per_tdp", ratio_span("peak ops/s per TDP watt"), "{}", data=True)
 for base in ("GPU", "CPU"):
-    lab.quote(f"tpu_speed_vs_{base.lower()}", rebuilt[f"measured speed (Table 6, weighted), TPU vs {base}"], "{:.0f}x")
-    lab.quote(f"tpu_speed_per_tdp_vs_{base.lower()}", rebuilt[f"measured speed per TDP watt, TPU vs {base}"], "{:.0f}x")
-lab.quote("tpu_fig9_vs_gpu", rebuilt["Fig. 9 incremental perf/W, TPU vs GPU (83 / 2.9)"], "{:.0f}x")
-lab.quote("tpu_fig9_vs_cpu", rebuilt["Fig. 9 incremental perf/W, TPU vs CPU"], "{:.0f}x")
+    lab.quote(f"tpu_speed_vs_{base.lower()}", rebuilt[f"measured speed (Table 6, weighted), TPU vs {base}"], "{:.0f}x",
+              data=True)
+    lab.quote(f"tpu_speed_per_tdp_vs_{base.lower()}", rebuilt[f"measured speed per TDP watt, TPU vs {base}"], "{:.0f}x",
+              data=True)
+    lab.quote(f"tpu_peak_over_speed_vs_{base.lower()}", overstate[base], "{:.1f}x", data=True)
+lab.quote("tpu_fig9_vs_gpu", rebuilt["Fig. 9 incremental perf/W, TPU vs GPU (83 / 2.9)"], "{:.0f}x", data=True)
+lab.quote("tpu_fig9_vs_cpu", rebuilt["Fig. 9 incremental perf/W, TPU vs CPU"], "{:.0f}x", data=True)
 
 # %% [markdown] sweat={"id": "sec-tpu-read"}
 # **Read the rebuild.** Peak against peak, the TPU is {{tpu_peak}} the K80 and the Haswell; peak per TDP watt,
@@ -429,10 +471,11 @@ lab.quote("tpu_fig9_vs_cpu", rebuilt["Fig. 9 incremental perf/W, TPU vs CPU"], "
 # and {{tpu_speed_vs_cpu}} against the CPU: the paper's "15X-30X". Divided by TDP they give
 # {{tpu_speed_per_tdp_vs_gpu}} and {{tpu_speed_per_tdp_vs_cpu}}, inside "30X-80X"; the paper's own perf/Watt
 # (Figure 9) uses measured server power and gives {{tpu_fig9_vs_gpu}} and {{tpu_fig9_vs_cpu}} with the host
-# excluded. The gap
-# between peak ratios and measured ones is the section 3 lesson again: the TPU's weights came from 34 GB/s
-# memory, the lowest slope of the int8 panel in section 2, and the paper's abstract estimates that the K80's
-# GDDR5 memory "would triple achieved TOPS": its applications ran mostly under the slanted roof, far from
+# excluded. The gap between peak ratios and measured ones (peak per TDP watt over measured speed per TDP
+# watt: {{tpu_peak_over_speed_vs_gpu}} against the GPU, {{tpu_peak_over_speed_vs_cpu}} against the CPU) is
+# the section 3 lesson again: the TPU's weights came from 34 GB/s memory, the lowest slope of the int8 panel
+# in section 2, and the paper's abstract estimates that the K80's GDDR5 memory in the TPU "would triple
+# achieved TOPS": its applications ran mostly under the slanted roof, far from
 # 92 TOPS. A chip's peak per watt bounds its value; only a workload measured at the wall says what it
 # delivers.
 
@@ -510,16 +553,18 @@ lab.quote("cpu_energy_kind", cpu_rows[0]["kind"], "{}")
 
 # %% [markdown] sweat={"id": "sec-cpu-read"}
 # **Read the table.** "model/s" is the roofline prediction from *this machine's* measured roofline (section
-# 2); "of model" is how much of it the run achieved. Here the batch-1 rows are {{cpu_batch1_bound}} in the
-# model (section 3 found every device memory-bound at batch 1); the batched MLP row reuses each weight for
-# every input of the batch, so its inputs per second (and per joule) go up: {{cpu_batch_gain}} measured
-# against {{cpu_batch_gain_model}} in the model. The batch-1 rows reached {{cpu_batch1_share}} of the model.
+# 2); "of model" is how much of it the run achieved. In the shipped run the batch-1 rows are
+# {{cpu_batch1_bound}} in the model (section 3 found every device memory-bound at batch 1); the batched MLP
+# row reuses each weight for every input of the batch, so its inputs per second (and per joule) go up:
+# {{cpu_batch_gain}} measured against {{cpu_batch_gain_model}} in the model. The batch-1 rows reached
+# {{cpu_batch1_share}} of the model.
 # Above 100%, the weights came from the caches, faster than the memory bandwidth the model assumes (quick
 # mode's smaller weights fit a large last-level cache more easily). Far below it, the usual suspects are
 # BLAS's matrix-vector path and, on a shared machine, BLAS threads waiting for a core another program holds
 # (lab 00's oversubscription experiment).
 #
-# The energy kind of this run is **{{cpu_energy_kind}}**. Where it reads **estimated**, the joules are the TDP
+# The energy kind in the shipped run is **{{cpu_energy_kind}}** (your table's last column gives yours). Where it
+# reads **estimated**, the joules are the TDP
 # model's: they scale with CPU time and say nothing a sensor would add (lab 00). To make the estimate yours,
 # set SWEAT_TDP_W and SWEAT_CHIP_CORES before starting JupyterLab, or write them in sweatlab.ini
 # (`sweatlab doctor` shows which inputs are in use). Where it reads **measured**, it is the whole CPU
@@ -730,8 +775,11 @@ if os.environ.get("SWEAT_SLIDES_IMG"):
 #   that reaches its ridge point ({{gpu_bound_batch}} for the table's GPUs in bf16).
 # - Measured machines fall short of the model: the host and the framework can leave a GPU idle, and idle
 #   power is charged to every token. The model is a floor for joules, not a forecast.
-# - The TPU paper's 30-80x per watt is a measured, workload-weighted figure; its peak-per-TDP ratio is
-#   about twice that, because most of its applications were memory-bound.
+# - The TPU paper's "30X-80X" TOPS/Watt is measured on its workloads. Rebuilt from its inputs, peak per TDP
+#   watt gives {{tpu_peak_per_tdp}}, measured speed per TDP watt {{tpu_speed_per_tdp_vs_gpu}} against the GPU
+#   and {{tpu_speed_per_tdp_vs_cpu}} against the CPU: the peak ratio overstates the measured one by
+#   {{tpu_peak_over_speed_vs_gpu}} and {{tpu_peak_over_speed_vs_cpu}}, because the TPU ran further below its
+#   peak than the others did (its applications mostly under its 34 GB/s slope).
 # - Choose a device under both a latency and an energy budget, from numbers measured on the workload.
 #
 # ## Reflection questions
