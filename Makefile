@@ -64,7 +64,9 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	$(SWEAT) check
-	$(BIN)/python -m pytest tests
+	@# the tests that time nothing on two workers, then the timed ones alone (tests/conftest.py: TIMED_MODULES)
+	$(BIN)/python -m pytest -n 2 -m "not timed" tests
+	$(BIN)/python -m pytest -m timed tests
 	$(SWEAT) nbval
 	$(SWEAT) grade --selftest -j 2
 

@@ -13,6 +13,21 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+# Modules whose tests time code (speed ratios, a prediction against a measurement, thread and core
+# counts) or hold the grader's cores: `make test` runs them alone, after the others have run on two
+# workers, so no other test shares the machine while they measure.
+TIMED_MODULES = {
+    "test_checks_core", "test_grade_lab01", "test_grading_batch", "test_hardware", "test_lab00", "test_lab01",
+    "test_lab02", "test_lab_contract", "test_progress", "test_timing",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.stem in TIMED_MODULES:
+            item.add_marker(pytest.mark.timed)
+
+
 def skip_or_fail(reason: str) -> None:
     """Skip with a reason on a learner's machine; fail under CI=true, where nothing may skip silently."""
     if ON_CI:

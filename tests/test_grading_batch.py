@@ -149,7 +149,10 @@ def test_ctrl_c_keeps_what_was_graded_and_resume_grades_the_rest(grading_course,
     _slow_class(grading_course, folder, 6)
     cmd = [*CLI, "--root", str(grading_course), "grade", str(folder), "--lab", LAB, "-j", "1", "--out", str(out)]
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+    # a terminal's Ctrl-C reaches a process whose SIGINT is at its default; a shell that starts the test
+    # suite in the background ignores SIGINT, and the grader would inherit that
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     while time.monotonic() - started < 120 and len(list((out / "graded").glob("*.json"))) < 2:
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
